@@ -1,0 +1,57 @@
+"""DIN's local activation unit: scores each history step against the target."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import MLP
+
+
+class AttentionUnit(nn.Module):
+    """MLP over ``[q, k, q - k, q * k]`` giving one score per step, then normalised.
+
+    Args: ``dim`` (D) of query and keys, ``hidden`` widths, ``activation``,
+    ``normalization`` ("sigmoid": per-step sigmoid in (0, 1); "softmax": over
+    the valid steps). Takes ``query (B, D)``, ``keys (B, T, D)``, ``mask (B, T)``
+    bool; returns weights ``(B, T)``, zero at padded steps (and all zero for a
+    row with no valid step).
+
+    The first Linear layer's product with the concatenation is split (same
+    parameters, same result): ``W [q, k, q-k, q*k] = (W_q + W_d) q + (W_k - W_d) k
+    + W_p (q * k)``, so the query term is computed once per row, not per step.
+    ``reference_scores`` keeps the literal concatenation as the check.
+    """
+
+    def __init__(self, dim: int, hidden: tuple[int, ...], activation: str, normalization: str) -> None:
+        super().__init__()
+        if normalization not in ("sigmoid", "softmax"):
+            raise ValueError(f"unknown att_normalization {normalization!r}; allowed: sigmoid, softmax")
+        self.dim, self.normalization = dim, normalization
+        self.mlp = MLP(4 * dim, hidden, activation)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Raw MLP outputs ``(B, T)`` before normalisation."""
+        B, T, D = keys.shape
+        first = self.mlp.first
+        w_q, w_k, w_d, w_p = first.weight.split(D, dim=1)  # each (H1, D)
+        row = query @ (w_q + w_d).t() + first.bias  # (B, H1)
+        step = keys @ (w_k - w_d).t() + (keys * query.unsqueeze(1)) @ w_p.t()  # (B, T, H1)
+        return self.mlp.forward_from_first(step + row.unsqueeze(1), mask)
+
+    def reference_scores(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = keys.shape
+        q = query.unsqueeze(1).expand(B, T, D)
+        return self.mlp(torch.cat([q, keys, q - keys, q * keys], dim=-1), mask)
+
+    def normalize(self, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.normalization == "sigmoid":
+            return torch.sigmoid(scores) * mask
+        masked = scores.masked_fill(~mask, float("-inf"))
+        # A row with no valid step would be all -inf (NaN after softmax): give it zeros.
+        masked = torch.where(mask.any(dim=1, keepdim=True), masked, torch.zeros_like(masked))
+        return torch.softmax(masked, dim=1) * mask
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = keys.shape
+        return self.normalize(self.scores(query, keys, mask), mask)
