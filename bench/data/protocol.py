@@ -1,0 +1,100 @@
+"""The paper's sampling protocol: time-ordered behaviours -> (history, clicked target, paired negative).
+
+Users are split into train / validation / test. A training user gives several
+targets (the last positions of the sequence), a validation or test user its
+last behaviour. Each clicked target is paired with a negative: a random item the
+user never clicked, with the same history. Vocabularies are built on train.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dien_core import VocabSizes
+
+from .dataset import UNKNOWN, Dataset, Split, Vocabulary, contains, sorted_unique
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """``M`` behaviours in file order; raw ids (ints or strings), ``time (M,)`` numeric."""
+
+    user: np.ndarray
+    item: np.ndarray
+    cate: np.ndarray
+    time: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProtocolOptions:
+    maxlen: int
+    targets_per_user: int
+    valid_fraction: float
+    test_fraction: float
+    seed: int
+    min_history: int = 1
+
+
+def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Dataset:
+    users = sorted_unique(inter.user)
+    user_code = np.searchsorted(users, inter.user)
+    order = np.lexsort((np.arange(len(user_code)), inter.time, user_code))  # (user, time, file order)
+    user_code, items, cates = user_code[order], inter.item[order], inter.cate[order]
+    counts = np.bincount(user_code, minlength=len(users))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    rng = np.random.default_rng(opts.seed)
+    perm = rng.permutation(len(users))
+    n_test, n_valid = int(round(len(users) * opts.test_fraction)), int(round(len(users) * opts.valid_fraction))
+    role = np.zeros(len(users), dtype=np.int8)  # 0 train, 1 valid, 2 test
+    role[perm[:n_test]] = 2
+    role[perm[n_test : n_test + n_valid]] = 1
+
+    in_train = role[user_code] == 0
+    item_vocab, cate_vocab = Vocabulary(items[in_train]), Vocabulary(cates[in_train])
+    user_vocab = Vocabulary(np.flatnonzero(role == 0))
+    vocab = VocabSizes(users=user_vocab.size, items=item_vocab.size, cates=cate_vocab.size)
+    flat_item, flat_cate = item_vocab.index(items), cate_vocab.index(cates)
+    item_cate = np.full(vocab.items, UNKNOWN, dtype=np.int64)
+    item_cate[flat_item[in_train]] = flat_cate[in_train]
+    item_count = np.bincount(flat_item[in_train], minlength=vocab.items)
+
+    clicked = np.sort(user_code * vocab.items + flat_item)  # (user, item) keys, sorted
+    splits = []
+    for r in (0, 1, 2):
+        k = opts.targets_per_user if r == 0 else 1
+        owners = np.flatnonzero(role == r)
+        # positions L-1, L-2, ..., L-k of each user, kept where enough history precedes them
+        pos = counts[owners, None] - 1 - np.arange(k)[None, :]
+        owner = np.broadcast_to(owners[:, None], pos.shape)
+        keep = pos >= opts.min_history
+        owner, pos = owner[keep], pos[keep]
+        at = offsets[owner] + pos
+        hist_len = np.minimum(pos, opts.maxlen)
+        neg = _negatives(owner, vocab.items, clicked, rng)
+        n = len(owner)
+        splits.append(
+            Split(
+                user=np.tile(user_vocab.index(owner), 2),
+                item=np.concatenate([flat_item[at], neg]),
+                cate=np.concatenate([flat_cate[at], item_cate[neg]]),
+                label=np.concatenate([np.ones(n, np.float32), np.zeros(n, np.float32)]),
+                hist_start=np.tile(at - hist_len, 2),
+                hist_len=np.tile(hist_len, 2),
+                group=np.tile(owner, 2),
+            )
+        )
+    return Dataset(name, vocab, flat_item, flat_cate, item_cate, item_count, *splits)
+
+
+def _negatives(owner: np.ndarray, n_items: int, clicked: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A known item (index >= 2) per row that the row's user never clicked."""
+    neg = rng.integers(2, n_items, size=len(owner)) if n_items > 2 else np.full(len(owner), UNKNOWN)
+    for _ in range(20):
+        hit = contains(clicked, owner * n_items + neg)
+        if not hit.any() or n_items <= 2:
+            break
+        neg[hit] = rng.integers(2, n_items, size=int(hit.sum()))
+    return neg
