@@ -17,7 +17,7 @@ class DIEN(nn.Module):
 
     Args: ``config`` (ModelConfig; ``gru_type``, ``augru_convention``,
     ``use_aux_loss`` ...), ``vocab`` sizes. Takes a ``Batch`` (history ``(B, T)``);
-    returns ``Output(logits (B,), aux_loss ())``. MLP input
+    returns ``Output(logits (B,), aux_loss ())``; ``aux_loss`` is 0 in eval mode. MLP input
     ``[u, e_t, s, e_t * s, final interest]`` with D = embedding_dim, E = 2D:
     ``(B, D + 4E)``.
     """
@@ -34,7 +34,8 @@ class DIEN(nn.Module):
 
     def forward(self, batch: Batch) -> Output:
         B, T = batch.hist_item.shape
-        emb = self.embedding(batch, with_negatives=self.config.use_aux_loss)
+        # The auxiliary loss only trains the extractor: serving (eval) skips it and its negatives.
+        emb = self.embedding(batch, with_negatives=self.config.use_aux_loss and self.training)
         states, aux_loss = self.extractor(emb.hist, batch.lengths, emb.mask, emb.neg)
         interest = self.evolution(emb.target, states, batch.lengths, emb.mask)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, interest)

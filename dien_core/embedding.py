@@ -44,19 +44,35 @@ class FeatureEmbedding(nn.Module):
 
     def behaviour(self, item: torch.Tensor, cate: torch.Tensor) -> torch.Tensor:
         """``item, cate (...)`` -> ``(..., 2D)``."""
-        return torch.cat([self.item(item), self.cate(cate)], dim=-1)
+        return torch.cat([lookup(self.item, item), lookup(self.cate, cate)], dim=-1)
 
     def forward(self, batch: Batch, with_negatives: bool = False) -> Embedded:
         B, T = batch.hist_item.shape
         mask = step_mask(batch.lengths, T)
         keep = mask.long()
-        hist = self.behaviour(batch.hist_item * keep, batch.hist_cate * keep)
-        neg = self.behaviour(batch.neg_item * keep, batch.neg_cate * keep) if with_negatives else None
+        # One lookup per table over [target | history | negatives]: a dense embedding
+        # backward (zero-fill + scatter of the whole table) is paid once, not per use.
+        items = [batch.item.unsqueeze(1), batch.hist_item * keep]
+        cates = [batch.cate.unsqueeze(1), batch.hist_cate * keep]
+        if with_negatives:
+            items.append(batch.neg_item * keep)
+            cates.append(batch.neg_cate * keep)
+        every = self.behaviour(torch.cat(items, dim=1), torch.cat(cates, dim=1))  # (B, 1 + T or 1 + 2T, 2D)
+        # Zero the padded steps: their output and their gradient (row 0 is never trained).
+        valid = torch.cat([mask.new_ones(B, 1), *[mask] * (len(items) - 1)], dim=1).unsqueeze(-1)
+        every = every * valid
+        target, hist = every[:, 0], every[:, 1 : 1 + T]
         return Embedded(
-            user=self.user(batch.user),
-            target=self.behaviour(batch.item, batch.cate),
+            user=lookup(self.user, batch.user),
+            target=target,
             hist=hist,
-            neg=neg,
+            neg=every[:, 1 + T :] if with_negatives else None,
             mask=mask,
-            hist_sum=hist.sum(dim=1),  # padded rows embed index 0, which is all zeros
+            hist_sum=hist.sum(dim=1),
         )
+
+
+def lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """``table(ids)`` through index_select: its backward (index_add into zeros) is several times
+    cheaper on CPU than the embedding backward; callers mask padded steps themselves."""
+    return table.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, table.embedding_dim)

@@ -75,8 +75,13 @@ def test_row_independent_of_padding_and_batch(name):
         alone = model(repad(batch, 7).__class__(**{k: v[1:2] for k, v in batch.__dict__.items()}))
     assert (base.logits - padded.logits).abs().max() <= 1e-6
     assert (base.logits - garbage.logits).abs().max() <= 1e-6
-    assert (base.aux_loss - garbage.aux_loss).abs() <= 1e-6
     assert (alone.logits[0] - base.logits[1]).abs() <= 1e-6
+    model.train()  # the auxiliary loss is computed in training only; this config is deterministic there
+    train_base, train_garbage = model(batch), model(repad(batch, 12, fill=-1))
+    assert (train_base.logits - train_garbage.logits).abs().max() <= 1e-6
+    assert (train_base.aux_loss - train_garbage.aux_loss).abs() <= 1e-6
+    if name.endswith("+aux"):
+        assert train_base.aux_loss > 0
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -138,3 +143,12 @@ def test_each_model_learns_a_history_dependent_label(name):
     # Sum pooling cannot see order, so recency is only partly learnable for it.
     floor = 0.65 if name == "sum-pooling" else 0.75
     assert auc > floor, f"{name}: test AUC {auc:.3f}"
+
+
+@pytest.mark.parametrize("name", ["sum-pooling", "din", "dien-augru+aux"])
+def test_padding_rows_never_receive_gradient(name):
+    model = build_model(name, SMALL, VOCAB)
+    total_loss(model(random_batch(B=6, T=7, lengths=[7, 3, 0, 1, 5, 2])), torch.ones(6), 1.0).backward()
+    emb = model.embedding
+    assert emb.item.weight.grad[0].abs().max() == 0 and emb.cate.weight.grad[0].abs().max() == 0
+    assert emb.item.weight.grad[1:].abs().max() > 0

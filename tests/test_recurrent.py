@@ -153,3 +153,19 @@ def test_parameter_layout_matches_nn_gru():
     for layer, G in ((GRU(3, 4), 3), (AUGRU(3, 4), 3), (AGRU(3, 4), 2), (AIGRU(3, 4), 3)):
         shapes = {n: tuple(p.shape) for n, p in layer.named_parameters()}
         assert shapes == {"weight_ih": (G * 4, 3), "weight_hh": (G * 4, 4), "bias_ih": (G * 4,), "bias_hh": (G * 4,)}
+
+
+@pytest.mark.parametrize("kind", ["GRU", "AIGRU"])
+def test_fused_function_gru_modes_equal_reference(kind):
+    """Layers send GRU and AIGRU to torch's kernel; the fused function's own GRU form stays checked."""
+    from dien_core.batch import step_mask
+    from dien_core.recurrent.fused import fused_recurrence
+    from dien_core.recurrent.reference import reference_recurrence
+
+    torch.manual_seed(6)
+    layer = GRU(4, 3).double()
+    weights = (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh)
+    x, att, lengths = torch.randn(5, 6, 4, dtype=torch.float64), torch.rand(5, 6, dtype=torch.float64), torch.tensor([6, 0, 3, 1, 5])
+    want = reference_recurrence(kind, x, att, lengths, weights)
+    got = fused_recurrence(kind, x, att, step_mask(lengths, 6), weights)
+    assert torch.allclose(want[0], got[0]) and torch.allclose(want[1], got[1])

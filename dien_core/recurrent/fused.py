@@ -24,67 +24,69 @@ import torch
 
 class FusedRecurrence(torch.autograd.Function):
     """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
-    ``b_hh (G*H)`` -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t)."""
+    ``b_hh (G*H)`` -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
+
+    Backward: every factor that does not depend on the incoming gradient is computed
+    for all steps at once; the sequential loop is left with ``dh`` alone:
+    ``dgh_t = dh_t * K_t`` (K stacks the gate derivatives) and
+    ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The rest follows from ``dh`` over all steps.
+    """
 
     @staticmethod
-    def forward(ctx, gi, c0, c1, w_hh, b_hh):  # noqa: D401 - autograd signature
+    def forward(ctx, gi, c0, c1, w_hh, b_hh):
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         has_z = c1 is not None
+        split = GH - H
         w_t = w_hh.t()
         hs = gi.new_empty(T, B, H)
-        gates = gi.new_empty(T, B, 2 * H if has_z else H)  # sigmoid gates r (and z)
+        gh_all = gi.new_empty(T, B, GH)  # W_hh h + b_hh of every step (the n block is needed for dr)
+        gates = gi.new_empty(T, B, split)  # sigmoid gates r (and z)
         n_all = gi.new_empty(T, B, H)
-        ghn_all = gi.new_empty(T, B, H)  # W_hn h + b_hn, needed for dr
         h = gi.new_zeros(B, H)
-        split = GH - H
         for t in range(T):
-            gh = torch.addmm(b_hh, h, w_t)
-            gate = torch.sigmoid(gi[t, :, :split] + gh[:, :split], out=gates[t])
-            ghn_all[t] = gh[:, split:]
-            n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], ghn_all[t]), out=n_all[t])
+            gh = torch.addmm(b_hh, h, w_t, out=gh_all[t])
+            gate = torch.sigmoid(torch.add(gi[t, :, :split], gh[:, :split], out=gates[t]), out=gates[t])
+            n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], gh[:, split:], out=n_all[t]), out=n_all[t])
             u = torch.addcmul(c0[t], c1[t], gate[:, H:]) if has_z else c0[t]
             h = torch.addcmul(h, u, n - h, out=hs[t])
-        ctx.save_for_backward(gates, n_all, ghn_all, hs, c0, c1 if has_z else None, w_hh)
+        ctx.save_for_backward(gates, n_all, gh_all, hs, c0, c1 if has_z else None, w_hh)
         ctx.has_z = has_z
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):
-        gates, n_all, ghn_all, hs, c0, c1, w_hh = ctx.saved_tensors
+        gates, n_all, gh_all, hs, c0, c1, w_hh = ctx.saved_tensors
         has_z = ctx.has_z
         T, B, H = hs.shape
         G = 3 if has_z else 2
         split = (G - 1) * H
-        dgh = hs.new_empty(T, B, G * H)  # gradient of W_hh h + b_hh
-        dpre_n = hs.new_empty(T, B, H)  # gradient of the input projection's n block
-        dc0 = hs.new_empty(T, B, 1)
-        dc1 = hs.new_empty(T, B, 1) if has_z else None
+        h_prev = torch.cat([hs.new_zeros(1, B, H), hs[:-1]], dim=0)
+        r = gates[..., :H]
+        z = gates[..., H:] if has_z else None
+        u = torch.addcmul(c0, c1, z) if has_z else c0.expand(T, B, H)
+        jump = n_all - h_prev  # dh/du
+        a = u * (1 - n_all * n_all)  # dh/d(pre-activation of n)
+        # K[t]: d(W_hh h + b_hh)[t] per unit of dh[t], blocks (r, z, n)
+        K = hs.new_empty(T, B, G, H)
+        torch.mul(a * gh_all[..., split:], r * (1 - r), out=K[:, :, 0])
+        if has_z:
+            torch.mul(jump * c1, z * (1 - z), out=K[:, :, 1])
+        torch.mul(a, r, out=K[:, :, G - 1])
+        keep = 1 - u
+        dgh = hs.new_empty(T, B, G * H)
+        dh_all = hs.new_empty(T, B, H)
         dh = hs.new_zeros(B, H)
-        zeros = hs.new_zeros(B, H)
         for t in range(T - 1, -1, -1):
-            dh = dh + d_hs[t]
-            h_prev = hs[t - 1] if t > 0 else zeros
-            n, gate = n_all[t], gates[t]
-            r = gate[:, :H]
-            if has_z:
-                z = gate[:, H:]
-                u = torch.addcmul(c0[t], c1[t], z)
-            else:
-                u = c0[t]
-            du = dh * (n - h_prev)
-            dpre = torch.mul(dh * u, 1 - n * n, out=dpre_n[t])
-            torch.mul(dpre, r, out=dgh[t, :, split:])
-            torch.mul(dpre * ghn_all[t], r * (1 - r), out=dgh[t, :, :H])
-            torch.sum(du, dim=1, keepdim=True, out=dc0[t])
-            if has_z:
-                torch.mul(du * c1[t], z * (1 - z), out=dgh[t, :, H:split])
-                torch.sum(du * z, dim=1, keepdim=True, out=dc1[t])
-            dh = torch.addmm(dh * (1 - u), dgh[t], w_hh)
-        h_prev_all = torch.cat([hs.new_zeros(1, B, H), hs[:-1]], dim=0)
-        d_w_hh = dgh.reshape(T * B, G * H).t() @ h_prev_all.reshape(T * B, H)
+            dh = torch.add(dh, d_hs[t], out=dh_all[t])
+            torch.mul(dh.unsqueeze(1), K[t], out=dgh[t].view(B, G, H))
+            dh = torch.addmm(dh * keep[t], dgh[t], w_hh)
+        du = dh_all * jump
+        dc0 = du.sum(dim=-1, keepdim=True)
+        dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
+        d_w_hh = dgh.reshape(T * B, G * H).t() @ h_prev.reshape(T * B, H)
         d_b_hh = dgh.sum(dim=(0, 1))
-        dgi = torch.cat([dgh[..., :split], dpre_n], dim=-1)
+        dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
         return dgi, dc0, dc1, d_w_hh, d_b_hh
 
 
@@ -119,3 +121,22 @@ def fused_recurrence(
         c0, c1 = m, m * (a - 1)
     hs = FusedRecurrence.apply(gi, c0, c1, w_hh, b_hh)
     return (hs * m).transpose(0, 1), hs[-1]
+
+
+def native_gru(
+    x: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor, weights: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain GRU through torch's own kernel (MKL on CPU, cuDNN on CUDA), no packing.
+
+    Right padding means every state before a row's length is exact; later ones are
+    masked out of ``out``, and ``last`` is gathered at ``lengths - 1`` on the device.
+    """
+    B, T, _ = x.shape
+    H = weights[1].shape[1]
+    if T == 0:
+        return x.new_zeros(B, 0, H), x.new_zeros(B, H)
+    out, _ = torch.gru(x, x.new_zeros(1, B, H), list(weights), True, 1, 0.0, torch.is_grad_enabled(), False, True)
+    out = out * mask.unsqueeze(-1).to(out.dtype)  # (B, T, H), zero at padded steps
+    index = (lengths - 1).clamp_min(0).view(B, 1, 1).expand(B, 1, H)
+    last = out.gather(1, index).squeeze(1)  # zero where lengths == 0: step 0 is masked there
+    return out, last

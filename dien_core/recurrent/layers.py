@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..batch import step_mask
-from .fused import fused_recurrence
+from .fused import fused_recurrence, native_gru
 from .reference import reference_recurrence
 
 BACKENDS = ("auto", "reference", "fused")
@@ -17,8 +17,9 @@ BACKENDS = ("auto", "reference", "fused")
 class _Recurrent(nn.Module):
     """Parameters and dispatch shared by the four layers (no behaviour of its own).
 
-    Args: ``input_size`` (I), ``hidden_size`` (H), ``backend`` ("auto" picks
-    "fused" on every device; "reference" is the literal per-step loop).
+    Args: ``input_size`` (I), ``hidden_size`` (H), ``backend``: "reference" is the
+    literal per-step loop; "fused" (and "auto", on every device) runs GRU and AIGRU
+    through torch's own GRU kernel and AGRU / AUGRU through ``FusedRecurrence``.
     Call: ``out, last = layer(x (B, T, I), att (B, T), lengths (B,))`` with
     ``out (B, T, H)`` zero at padded steps and ``last (B, H)`` the state at step
     ``lengths - 1`` (zero where ``lengths == 0``).
@@ -60,7 +61,10 @@ class _Recurrent(nn.Module):
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         if self.backend == "reference":
             return reference_recurrence(self.kind, x, att, lengths, weights, self.convention)
-        return fused_recurrence(self.kind, x, att, step_mask(lengths, T), weights, self.convention)
+        mask = step_mask(lengths, T)
+        if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
+            return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
+        return fused_recurrence(self.kind, x, att, mask, weights, self.convention)
 
 
 class GRU(_Recurrent):

@@ -1,0 +1,126 @@
+"""``python -m bench``: run the comparison, tune with Optuna, profile speed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .data import DATASETS, DataError
+
+RUN_EXAMPLES = """examples:
+  python -m bench run                                   # the quick suite on built-in synthetic data (<10 min, 2 cores)
+  python -m bench run --suite standard                  # larger synthetic + MovieLens-1M, with the AUGRU ablation
+  python -m bench run --suite paper --data-dir ~/dien-data   # the DIEN Amazon files, the authors' settings
+  python -m bench run --models din,dien-augru+aux --seeds 5 --epochs 3 --out runs/try
+  python -m bench run --params-from results/tuning/dien-augru+aux/best.json
+"""
+
+
+def parse_device(text: str) -> torch.device:
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text not in ("cpu", "cuda") and not text.startswith("cuda:"):
+        raise ValueError(f"unknown device {text!r}; allowed: auto, cpu, cuda, cuda:N")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {text!r} asked for, but torch sees no CUDA GPU here")
+    return torch.device(text)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``3`` means seeds 0, 1, 2; ``1,5,7`` lists them."""
+    try:
+        if "," in text:
+            seeds = tuple(int(s) for s in text.split(",") if s.strip())
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            seeds = tuple(range(count))
+    except ValueError:
+        raise ValueError(f"--seeds takes a count >= 1 (e.g. 3) or a comma list of seeds (e.g. 0,4,7), got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds must name non-negative seeds, got {text!r}")
+    return seeds
+
+
+def csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_suite
+    from .suite import Row, load_suite
+    from .tuning_params import apply_params
+
+    suite = load_suite(args.suite)
+    if args.dataset or args.data_dir:
+        base = suite.data[0]
+        if args.dataset:
+            base = replace(base, dataset=args.dataset)
+            suite = replace(suite, data=(base,))
+        if args.data_dir:
+            if not Path(args.data_dir).expanduser().is_dir():
+                raise DataError("data folder not found", args.data_dir)
+            suite = replace(suite, data=tuple(replace(d, data_dir=str(Path(args.data_dir).expanduser())) for d in suite.data))
+    if args.params_from:
+        suite = apply_params(suite, Path(args.params_from))
+    if args.models:
+        names = csv_list(args.models)
+        by_name = {r.name: r for r in suite.rows}
+        suite = replace(suite, models=(), variants=tuple(by_name.get(n) or Row(n) for n in names))
+    if args.seeds:
+        suite = replace(suite, seeds=parse_seeds(args.seeds))
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
+        suite = replace(suite, train=replace(suite.train, epochs=args.epochs))
+    device = parse_device(args.device)
+    out = Path(args.out) if args.out else Path("results") / suite.name
+    table = run_suite(suite, out, device, log=lambda m: print(m, file=sys.stderr))
+    if not table.empty:
+        print((out / "auc.md").read_text())
+    print(f"results in {out}/ (runs.csv, auc.md, auc.png, curves.png, metadata.json)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="train and compare models over seeds", epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    run.add_argument("--suite", default="quick", help="built-in suite (quick, standard, paper) or a .toml path (default: quick)")
+    run.add_argument("--dataset", choices=DATASETS, help="replace the suite's data source")
+    run.add_argument("--data-dir", help="folder of the data files (MovieLens, Amazon)")
+    run.add_argument("--models", help="comma list of model or row names (see DESIGN.md), e.g. din,dien-augru+aux")
+    run.add_argument("--seeds", help="count (3 = seeds 0,1,2) or comma list of seeds")
+    run.add_argument("--epochs", type=int, help="maximum epochs per model")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    run.add_argument("--out", help="output folder (default: results/<suite>)")
+    run.add_argument("--params-from", help="best.json of a tuning study: evaluate its configuration")
+    run.set_defaults(func=cmd_run)
+
+    from .profile_cli import add_profile_parser
+    from .tune_cli import add_tune_parser
+
+    add_tune_parser(sub)
+    add_profile_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; run the same command again to continue", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""timings.md and the throughput / step-time plots of a profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+from . import results_io  # noqa: E402
+
+
+def row_label(r) -> str:
+    name = r.model if r.impl == "dien-bench" else f"{r.model} (peer)"
+    return name + ("" if r.lengths == "full" else f" [{r.lengths} lengths]") + ("" if r.dtype == "float32" else f" [{r.dtype}]")
+
+
+def markdown(timings: pd.DataFrame, meta: dict) -> str:
+    t = timings.assign(label=[row_label(r) for r in timings.itertuples()])
+    parts = [
+        f"# Step timings on {meta['device_name']} ({meta['device']})\n\n",
+        f"torch {meta['torch']}, {meta['threads']} threads; CUDA {meta.get('cuda')}. `forward`: eval, no grad. `train`: forward, loss "
+        "(auxiliary loss where on), backward, Adam step. Cells: samples/s (median ms per step, IQR in timings.csv). "
+        "Random batches with the Amazon Electronics vocabularies and the paper's shapes (embedding 18, attention 80-40, MLP 200-80). "
+        "`mixed`: lengths uniform in 1..T, padded to T.\n",
+    ]
+    if meta.get("matmul_gflops"):
+        parts.append(f"\nA 2048x2048 float32 matrix product runs at {meta['matmul_gflops']:.1f} GFLOP/s on this device.\n")
+    for (mode, batch), g in t.groupby(["mode", "batch"], sort=True):
+        cells = g.assign(cell=[f"{r.samples_per_s:,.0f} ({r.median_ms:.1f} ms)" for r in g.itertuples()])
+        pivot = cells.pivot_table(index="label", columns="seq_len", values="cell", aggfunc="first")
+        pivot = pivot.reindex(g.drop_duplicates("label").sort_values(["impl", "lengths", "dtype"], kind="stable")["label"])
+        headers = ["model"] + [f"T={c}" for c in pivot.columns]
+        parts.append(
+            f"\n## {mode}, batch {batch}\n\n" + tabulate(pivot.reset_index().values.tolist(), headers=headers, tablefmt="github") + "\n"
+        )
+        flops = g.pivot_table(index="label", columns="seq_len", values="gflops", aggfunc="first").round(1)
+        parts.append(f"\nAchieved GFLOP/s (matrix-product FLOPs counted by torch's FlopCounterMode), {mode}, batch {batch}:\n\n")
+        parts.append(
+            tabulate(flops.reset_index().values.tolist(), headers=["model"] + [f"T={c}" for c in flops.columns], tablefmt="github") + "\n"
+        )
+    return "".join(parts)
+
+
+def plot(timings: pd.DataFrame, value: str, ylabel: str, path: Path) -> None:
+    full = timings[(timings["lengths"] == "full") & (timings["dtype"] == "float32")]
+    panels = sorted(full.groupby(["mode", "batch"]).groups)
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), squeeze=False)
+    for ax, (mode, batch) in zip(axes[0], panels):
+        g = full[(full["mode"] == mode) & (full["batch"] == batch)]
+        for (impl, model), line in g.groupby(["impl", "model"], sort=False):
+            line = line.sort_values("seq_len")
+            style = "--" if impl != "dien-bench" else "-"
+            ax.plot(line["seq_len"], line[value], style, marker="o", ms=3, label=model if impl == "dien-bench" else f"{model} (peer)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{mode}, batch {batch}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def write_reports(out: Path, timings: pd.DataFrame, meta: dict) -> None:
+    results_io.write_text(out / "timings.md", markdown(timings, meta))
+    plot(timings, "samples_per_s", "samples / s", out / "throughput.png")
+    plot(timings, "median_ms", "ms per step (median)", out / "step_time.png")

@@ -1,0 +1,113 @@
+"""Suites: which data, models, seeds and training settings a comparison runs (TOML in bench/suites/)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dien_core import ModelConfig
+
+from .config_io import from_dict, read_toml, to_dict
+from .data import DataConfig
+from .models import check_model_name, config_for
+from .train import TrainConfig
+
+SUITES_DIR = Path(__file__).parent / "suites"
+SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the comparison: a model name plus model-config overrides (ablation variants)."""
+
+    model: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """Self-explaining: ``dien-augru+aux/att-softmax/augru-original``."""
+        return "/".join([self.model, *(f"{SHORT_NAMES.get(k, k)}-{v}" for k, v in self.overrides)])
+
+    def model_config(self, base: ModelConfig) -> ModelConfig:
+        try:
+            return config_for(self.model, replace(base, **dict(self.overrides)))
+        except TypeError as err:
+            allowed = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
+            raise ValueError(f"variant {self.name}: unknown model setting ({err}); allowed: {allowed}") from err
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    description: str = ""
+    data: tuple[DataConfig, ...] = (DataConfig(),)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    models: tuple[str, ...] = ()
+    variants: tuple[Row, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    def __post_init__(self) -> None:
+        for m in self.models:
+            check_model_name(m)
+        if not self.seeds:
+            raise ValueError("a suite needs at least one seed")
+        if not self.models and not self.variants:
+            raise ValueError("a suite needs at least one model")
+        for row in self.rows:
+            row.model_config(self.model)  # unknown overrides fail now, not after an hour of training
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        return tuple(Row(m) for m in self.models) + self.variants
+
+    def cell_config(self, data: DataConfig, row: Row) -> dict[str, Any]:
+        """Everything that decides one cell's result, for its hash and for metadata."""
+        return {"data": to_dict(data), "model": to_dict(row.model_config(self.model)), "train": to_dict(self.train)}
+
+    def cell_hash(self, data: DataConfig, row: Row) -> str:
+        config = self.cell_config(data, row)
+        config["data"].pop("data_dir", None)  # where the files lie does not change the result
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "description": self.description, "data": [to_dict(d) for d in self.data],
+            "model": to_dict(self.model), "train": to_dict(self.train), "models": list(self.models),
+            "variants": [{"model": v.model, **dict(v.overrides)} for v in self.variants], "seeds": list(self.seeds),
+        }  # fmt: skip
+
+
+def parse_suite(raw: dict[str, Any], where: str) -> SuiteConfig:
+    raw = dict(raw)
+    allowed = {f.name for f in dataclasses.fields(SuiteConfig)}
+    if unknown := sorted(set(raw) - allowed):
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    data = raw.pop("data", [{}])
+    data = [data] if isinstance(data, dict) else data
+    variants = [Row(v["model"], tuple((k, x) for k, x in v.items() if k != "model")) for v in raw.pop("variants", [])]
+    return SuiteConfig(
+        name=raw.pop("name", Path(where).stem),
+        data=tuple(from_dict(DataConfig, d, "data") for d in data),
+        model=from_dict(ModelConfig, raw.pop("model", {}), "model"),
+        train=from_dict(TrainConfig, raw.pop("train", {}), "train"),
+        models=tuple(raw.pop("models", ())),
+        variants=tuple(variants),
+        seeds=tuple(raw.pop("seeds", (0, 1, 2))),
+        **raw,
+    )
+
+
+def load_suite(name_or_path: str) -> SuiteConfig:
+    """A built-in suite by name (``quick``, ``standard``, ``paper``) or a TOML file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+            raise ValueError(f"unknown suite {name_or_path!r}; built-in suites: {known}, or give a .toml path")
+    return parse_suite(read_toml(path), str(path))

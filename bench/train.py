@@ -1,0 +1,127 @@
+"""Training and evaluation of one model: Adam, optional decay, early stopping on validation AUC."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from dien_core import total_loss
+
+from . import metrics
+from .data import BatchLoader, Dataset, Split
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 256
+    eval_batch_size: int = 2048
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
+    weight_decay: float = 0.0  # L2, through Adam
+    patience: int = 2  # epochs without a better validation AUC before stopping
+    bucket: bool = True  # batch rows of similar history length together
+    grad_clip: float = 0.0  # 0: off
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size <= 0 or self.eval_batch_size <= 0 or self.patience <= 0:
+            raise ValueError("epochs, batch_size, eval_batch_size and patience must be positive")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("lr must be > 0, lr_decay in (0, 1], weight_decay and grad_clip >= 0")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    epochs_run: int
+    val_auc: float
+    train_seconds: float
+    samples_per_second: float
+    curve: list[dict] = field(default_factory=list)  # one row per epoch: epoch, train_loss, aux_loss, val_auc
+
+
+def make_adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device (the dense embedding
+    tables make the optimizer step a large share of a CTR model's training step)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
+    """Logits for every row of ``split``, in order."""
+    model.eval()
+    loader = BatchLoader(dataset, split, batch_size, negatives=None, device=device)
+    return np.concatenate([model(b).logits.float().cpu().numpy() for b in loader]) if len(split) else np.zeros(0)
+
+
+def evaluate(model: nn.Module, dataset: Dataset, split: Split, batch_size: int, device: torch.device) -> dict[str, float]:
+    logits = predict(model, dataset, split, batch_size, device)
+    return {
+        "auc": metrics.auc(split.label, logits),
+        "gauc": metrics.gauc(split.label, logits, split.group),
+        "logloss": metrics.logloss(split.label, logits),
+    }
+
+
+def train(
+    model: nn.Module, dataset: Dataset, config: TrainConfig, alpha: float, seed: int, device: torch.device,
+    negatives: str = "uniform", desc: str = "", on_epoch=None,
+) -> TrainResult:  # fmt: skip
+    """Train ``model`` in place; on return it holds the weights of its best validation epoch.
+
+    ``on_epoch(epoch, val_auc)`` is called after each epoch (tuning reports and prunes there).
+    """
+    model.to(device)
+    optimizer = make_adam(model, config.lr, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    loader = BatchLoader(
+        dataset, dataset.train, config.batch_size, shuffle=True, seed=seed, bucket=config.bucket, negatives=negatives, device=device
+    )
+    best_auc, best_epoch, best_state, stale = -1.0, 0, None, 0
+    curve, seconds, seen = [], 0.0, 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        aux_sum = torch.zeros((), device=device)
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False, disable=None, unit="batch")
+        for batch in bar:
+            optimizer.zero_grad(set_to_none=True)
+            output = model(batch)
+            loss = total_loss(output, batch.label, alpha)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            loss_sum += loss.detach()
+            aux_sum += output.aux_loss.detach()
+            seen += batch.size
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        scheduler.step()
+        val_auc = metrics.auc(dataset.valid.label, predict(model, dataset, dataset.valid, config.eval_batch_size, device))
+        curve.append(
+            {"epoch": epoch, "train_loss": float(loss_sum) / len(loader), "aux_loss": float(aux_sum) / len(loader), "val_auc": val_auc}
+        )
+        if on_epoch is not None:
+            on_epoch(epoch, val_auc)
+        if val_auc > best_auc:
+            best_auc, best_epoch, stale = val_auc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_epoch, len(curve), best_auc, seconds, seen / seconds if seconds else 0.0, curve)
