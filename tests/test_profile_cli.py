@@ -1,0 +1,128 @@
+"""`python -m bench profile` through the CLI on CPU."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.cli import main
+
+COLUMNS = ["model", "mode", "device", "dtype", "batch", "seq_len", "lengths", "median_ms", "iqr_ms", "samples_per_s", "peak_mem_mb"]
+FAST = ["--min-run-time", "0.05", "--rounds", "1", "--batch-sizes", "8"]
+
+
+def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "profile",
+                "--devices",
+                "cpu",
+                "--models",
+                "din,dien-augru+aux",
+                "--seq-lens",
+                "5,10",
+                "--threads",
+                "1",
+                "--out",
+                str(tmp_path),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    for name in ("timings.csv", "timings.md", "throughput.png", "step_time.png", "metadata.json"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+    t = pd.read_csv(folder / "timings.csv")
+    assert set(COLUMNS) <= set(t.columns)
+    assert len(t) == 2 * 2 * 2 * 2  # models x lengths x modes x (full, mixed)
+    assert (t[["median_ms", "samples_per_s", "peak_mem_mb"]] > 0).all().all() and (t["iqr_ms"] >= 0).all()
+    assert set(t["mode"]) == {"forward", "train"} and set(t["lengths"]) == {"full", "mixed"} and (t["threads"] == 1).all()
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["matmul_gflops"] > 0
+    md = (folder / "timings.md").read_text()
+    assert "## forward, batch 8" in md and "## train, batch 8" in md and "T=10" in md
+
+
+def test_existing_cells_are_kept_on_a_rerun(tmp_path):
+    args = [
+        "profile",
+        "--devices",
+        "cpu",
+        "--models",
+        "din",
+        "--seq-lens",
+        "4",
+        "--modes",
+        "forward",
+        "--lengths",
+        "full",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    ]
+    assert main(args) == 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    first = pd.read_csv(folder / "timings.csv")
+    assert main(args) == 0
+    assert pd.read_csv(folder / "timings.csv").equals(first)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
+def test_cuda_is_skipped_with_a_message_without_gpu(tmp_path, capsys):
+    assert main(["profile", "--devices", "cuda", "--models", "din", "--seq-lens", "4", "--out", str(tmp_path), *FAST]) == 0
+    assert "skipping cuda" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "dien-lstm"], "unknown model 'dien-lstm'"),
+        (["--devices", "tpu"], "unknown device 'tpu'"),
+        (["--seq-lens", "10,0"], "must be positive"),
+        (["--seq-lens", "ten"], "comma list of whole numbers"),
+        (["--modes", "serve"], "unknown mode 'serve'"),
+    ],
+)
+def test_bad_profile_flags_exit_2(tmp_path, capsys, args, message):
+    assert main(["profile", "--out", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_profile_imports_no_optuna():
+    import subprocess
+    import sys
+
+    code = "import sys, bench.cli; bench.cli.build_parser(); import bench.profile, bench.profile_report; print('optuna' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_peer_rows(tmp_path):
+    pytest.importorskip("deepctr_torch", reason="the peer rows need deepctr-torch (pip install -e '.[peers]')")
+    assert (
+        main(
+            [
+                "profile",
+                "--devices",
+                "cpu",
+                "--models",
+                "din",
+                "--seq-lens",
+                "6",
+                "--lengths",
+                "full",
+                "--peers",
+                "--out",
+                str(tmp_path),
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    t = pd.read_csv(folder / "timings.csv")
+    assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(t[t["impl"] == "deepctr-torch"]) == 2 * 2

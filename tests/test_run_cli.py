@@ -1,0 +1,158 @@
+"""`python -m bench run` end to end: files, resumption, bad flags."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+TINY = str(Path(__file__).with_name("tiny_suite.toml"))
+RUNS_COLUMNS = [
+    "model",
+    "dataset",
+    "seed",
+    "epochs",
+    "val_auc",
+    "test_auc",
+    "test_gauc",
+    "test_logloss",
+    "train_seconds",
+    "samples_per_second",
+]
+
+
+def run(*args: str) -> int:
+    return main(["run", "--suite", TINY, "--device", "cpu", *args])
+
+
+def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("--out", str(out)) == 0
+    for name in ("runs.csv", "curves.csv", "auc.md", "auc.csv", "auc.png", "curves.png", "metadata.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(RUNS_COLUMNS) <= set(runs.columns)
+    assert len(runs) == 4 and set(runs["model"]) == {"sum-pooling", "dien-augru+aux"} and set(runs["seed"]) == {0, 1}
+    assert runs["test_auc"].between(0, 1).all() and (runs["samples_per_second"] > 0).all()
+    meta = json.loads((out / "metadata.json").read_text())
+    for key in ("git_commit", "python", "torch", "optuna", "device_name", "threads", "seeds", "config"):
+        assert key in meta
+    assert meta["config"]["train"]["epochs"] == 2 and meta["seeds"] == [0, 1]
+    table = (out / "auc.md").read_text()
+    assert "dien-augru+aux" in table and "RelaImpr" in table and "significant" in table
+    assert "# AUC comparison" in capsys.readouterr().out  # the table is printed at the end
+    before = (out / "runs.csv").read_text()
+    assert run("--out", str(out)) == 0  # second run: nothing to train
+    assert (out / "runs.csv").read_text() == before
+    assert "4 of 4 cells already done" in capsys.readouterr().err
+
+
+def test_changed_config_in_same_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1") == 0
+    assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1", "--epochs", "1") == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+def test_killed_run_continues_without_duplicates(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", TINY, "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=Path(__file__).parents[1])
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill as soon as one cell is done and before all are
+        if (out / "runs.csv").is_file() and len(pd.read_csv(out / "runs.csv")) >= 1:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= len(pd.read_csv(out / "runs.csv")) < 4
+    assert not list(out.glob(".*.tmp"))  # nothing half-written
+    subprocess.run(cmd, check=True, env=env, capture_output=True, cwd=Path(__file__).parents[1])
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 4 and not runs.duplicated(["dataset", "model", "seed"]).any()
+    curves = pd.read_csv(out / "curves.csv")
+    assert not curves.duplicated(["dataset", "model", "seed", "epoch"]).any()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "dien-lstm"], "unknown model 'dien-lstm'"),
+        (["--seeds", "0"], "--seeds takes a count >= 1"),
+        (["--dataset", "movielens-1m", "--data-dir", "/nonexistent/dir"], "data folder not found"),
+        (["--dataset", "amazon"], "needs data_dir"),
+        (["--suite", "nosuch"], "unknown suite 'nosuch'"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_message(tmp_path, capsys, args, message):
+    assert main(["run", "--out", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_dataset_name_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--dataset", "criteo"])
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_builtin_suites_parse_and_name_the_ablation():
+    from bench.suite import load_suite
+
+    for name in ("quick", "standard", "paper"):
+        suite = load_suite(name)
+        assert {r.name for r in suite.rows} >= {"sum-pooling", "din", "dien-augru+aux"}
+    standard = load_suite("standard")
+    names = {r.name for r in standard.rows}
+    assert {"dien-augru+aux/att-softmax", "dien-augru+aux/augru-original", "dien-augru+aux/att-softmax/augru-original"} <= names
+    assert {d.dataset for d in standard.data} == {"synthetic", "movielens-1m"}
+    paper = load_suite("paper")
+    assert paper.model.embedding_dim == 18 and paper.model.attention_hidden == (80, 40) and paper.model.mlp_hidden == (200, 80)
+    assert paper.train.batch_size == 128 and paper.train.lr == 1e-3 and paper.data[0].maxlen == 100 and paper.model.alpha == 1.0
+
+
+def test_unknown_suite_key_is_refused(tmp_path):
+    from bench.suite import load_suite
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nmodels = ["din"]\n[train]\nepoch = 3\n')
+    with pytest.raises(ValueError, match="unknown key.*epoch.*allowed"):
+        load_suite(str(bad))
+    bad.write_text('name = "x"\n[[variants]]\nmodel = "din"\nattention_norm = "softmax"\n')
+    with pytest.raises(ValueError, match="unknown model setting"):
+        load_suite(str(bad))
+
+
+@pytest.mark.slow
+def test_default_synthetic_ranks_dien_over_din_over_sum_pooling():
+    """On the built-in data with default knobs, over 3 seeds, in mean test AUC."""
+    import torch
+
+    from bench.data import DataConfig, load_dataset
+    from bench.models import build_model
+    from bench.suite import load_suite
+    from bench.train import evaluate, train
+
+    quick = load_suite("quick")
+    data = DataConfig(maxlen=quick.data[0].maxlen, targets_per_user=quick.data[0].targets_per_user)  # default synthetic knobs
+    dataset = load_dataset(data)
+    mean = {}
+    for name in ("sum-pooling", "din", "dien-augru+aux"):
+        aucs = []
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            model = build_model(name, quick.model, dataset.vocab)
+            train(model, dataset, quick.train, quick.model.alpha, seed, torch.device("cpu"))
+            aucs.append(evaluate(model, dataset, dataset.test, 4096, torch.device("cpu"))["auc"])
+        mean[name] = sum(aucs) / 3
+    assert mean["dien-augru+aux"] > mean["din"] > mean["sum-pooling"], mean

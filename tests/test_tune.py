@@ -1,0 +1,141 @@
+"""`python -m bench tune`: outputs, continuation, pruning, errors, and workers sharing one PostgreSQL study."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+
+ROOT = Path(__file__).parents[1]
+TINY = str(Path(__file__).with_name("tiny_suite.toml"))
+
+
+def tune(out: Path, *args: str) -> int:
+    return main(["tune", "--model", "dien-augru+aux", "--suite", TINY, "--device", "cpu", "--out", str(out), *args])
+
+
+def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert tune(out, "--trials", "3", "--epochs", "1") == 0
+    for name in ("trials.csv", "best.json", "best.md", "optimization_history.png", "metadata.json", "study.db"):
+        assert (out / name).is_file(), name
+    assert (out / "param_importances.png").is_file() or (out / "slice_alpha_attention.png").is_file()
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and "user_attrs_model_config" in trials.columns and "user_attrs_seed" in trials.columns
+    best = json.loads((out / "best.json").read_text())
+    assert best["model"] == "dien-augru+aux" and best["metric"] == "val_auc" and 0 < best["value"] <= 1
+    assert best["model_config"]["gru_type"] == "AUGRU" and best["model_config"]["use_aux_loss"] is True
+    assert tune(out, "--trials", "2", "--epochs", "1") == 0  # the same study goes on
+    assert len(pd.read_csv(out / "trials.csv")) == 5
+    # the tuned configuration evaluates over seeds on test, into the normal tables
+    assert main(["run", "--params-from", str(out / "best.json"), "--seeds", "2", "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
+    runs = pd.read_csv(tmp_path / "eval" / "runs.csv")
+    assert list(runs["model"]) == ["dien-augru+aux"] * 2 and runs["test_auc"].notna().all()
+
+
+def test_pruning_stops_a_hopeless_configuration(tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text('replace_all = true\n[lr]\ntype = "choice"\nvalues = [0.02, 1e-9]\n')
+    out = tmp_path / "study"
+    assert tune(out, "--trials", "10", "--epochs", "3", "--space", str(space)) == 0
+    trials = pd.read_csv(out / "trials.csv")
+    assert (trials["state"] == "PRUNED").any()
+    assert (trials.loc[trials["state"] == "PRUNED", "params_lr"] == 1e-9).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--storage", "nosuchdb://x"], "cannot open storage"),
+        (["--storage", "not a url"], "bad storage URL"),
+        (["--fix", "alpah=1"], "unknown parameter"),
+        (["--trials", "0"], "--trials must be positive"),
+        (["--pruner", "random"], "unknown pruner"),
+    ],
+)
+def test_bad_input_exits_2(tmp_path, capsys, args, message):
+    assert tune(tmp_path / "s", *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_parameter_in_user_space_exits_2(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text('[attention_size]\ntype = "int"\nlow = 1\nhigh = 4\n')
+    assert tune(tmp_path / "s", "--space", str(space)) == 2
+    assert "unknown search-space parameter 'attention_size'" in capsys.readouterr().err
+    space.write_text('[alpha]\ntype = "float"\nlow = 0.1\nhigh = 1\nstep = 2\n')
+    assert tune(tmp_path / "s", "--space", str(space)) == 2
+    assert "unknown key(s) step" in capsys.readouterr().err
+
+
+# --- several workers on one PostgreSQL study (.ci/run starts the server) ---
+
+
+@pytest.fixture
+def pg_url():
+    url = os.environ.get("DIEN_BENCH_PG_URL")
+    if not url:
+        pytest.skip("no PostgreSQL: set DIEN_BENCH_PG_URL (.ci/run starts a server on 127.0.0.1)")
+    return url
+
+
+def worker(url: str, study: str, out: Path, trials: int, seed: int, epochs: int = 1) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "bench", "tune", "--model", "dien-augru+aux", "--suite", TINY, "--device", "cpu", "--storage", url, "--study", study,
+           "--trials", str(trials), "--seed", str(seed), "--epochs", str(epochs), "--heartbeat-interval", "1", "--pruner", "none", "--out", str(out)]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def load(url: str, study: str):
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=url)
+
+
+@pytest.mark.postgres
+def test_two_workers_share_one_study(pg_url, tmp_path):
+    study = f"pair-{uuid.uuid4().hex[:8]}"
+    procs = [worker(pg_url, study, tmp_path / f"w{i}", trials=3, seed=i) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    trials = load(pg_url, study).trials
+    assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state.name == "COMPLETE" for t in trials)
+
+
+@pytest.mark.postgres
+def test_killed_worker_trial_fails_and_is_retried(pg_url, tmp_path):
+    import optuna
+
+    study = f"kill-{uuid.uuid4().hex[:8]}"
+    doomed = worker(pg_url, study, tmp_path / "a", trials=5, seed=0, epochs=30)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if any(t.state == optuna.trial.TrialState.RUNNING for t in load(pg_url, study).trials):
+                break
+        except KeyError:  # the study does not exist yet
+            pass
+        time.sleep(0.5)
+    time.sleep(2)  # mid-trial, with heartbeats recorded
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    time.sleep(3)  # past the grace period (2 heartbeats of 1 s)
+    survivor = worker(pg_url, study, tmp_path / "b", trials=2, seed=1)
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    trials = load(pg_url, study).trials
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(failed) == 1 and len(done) == 2 and not any(t.state.name == "RUNNING" for t in trials)
+    retry = optuna.storages.RetryFailedTrialCallback
+    assert [retry.retried_trial_number(t) for t in done].count(failed[0].number) == 1  # retried exactly once
