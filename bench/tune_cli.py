@@ -19,8 +19,12 @@ TUNE_EXAMPLES = """examples:
 
 
 def add_tune_parser(sub) -> None:
-    p = sub.add_parser("tune", help="tune a model's hyper-parameters with Optuna (validation AUC)", epilog=TUNE_EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "tune",
+        help="tune a model's hyper-parameters with Optuna (validation AUC)",
+        epilog=TUNE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", required=True, help="model name, e.g. dien-augru+aux")
     p.add_argument("--suite", default="quick", help="suite whose data and base settings are tuned (default: quick)")
     p.add_argument("--dataset", help="replace the suite's data source")
@@ -82,13 +86,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    tune = TuneConfig(model=model, study=study_name, storage=storage, trials=args.trials, timeout=args.timeout, jobs=args.jobs,
-                      seed=args.seed, pruner=args.pruner, heartbeat_interval=args.heartbeat_interval)  # fmt: skip
+    tune = TuneConfig(
+        model=model,
+        study=study_name,
+        storage=storage,
+        trials=args.trials,
+        timeout=args.timeout,
+        jobs=args.jobs,
+        seed=args.seed,
+        pruner=args.pruner,
+        heartbeat_interval=args.heartbeat_interval,
+    )
     device = parse_device(args.device)
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     study = run_study(tune, suite, space, fixed, device, log=log)
-    config = {"tune": {k: v for k, v in tune.__dict__.items() if k != "storage"}, "suite": suite.to_dict(),
-              "space": {n: {k: v for k, v in p.__dict__.items() if v not in (None, (), False)} for n, p in space.items()}, "fixed": fixed}  # fmt: skip
+    config = {
+        "tune": {k: v for k, v in tune.__dict__.items() if k != "storage"},
+        "suite": suite.to_dict(),
+        "space": {n: {k: v for k, v in p.__dict__.items() if v not in (None, (), False)} for n, p in space.items()},
+        "fixed": fixed,
+    }
     meta = results_io.metadata("tune", device, config, [tune.seed])
     meta["storage"] = "sqlite (study.db in this folder)" if args.storage is None else storage.split("@")[-1]
     best = write_outputs(study, out, meta)

@@ -89,8 +89,34 @@ def pg_url():
 
 
 def worker(url: str, study: str, out: Path, trials: int, seed: int, epochs: int = 1) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "bench", "tune", "--model", "dien-augru+aux", "--suite", TINY, "--device", "cpu", "--storage", url, "--study", study,
-           "--trials", str(trials), "--seed", str(seed), "--epochs", str(epochs), "--heartbeat-interval", "1", "--pruner", "none", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "tune",
+        "--model",
+        "dien-augru+aux",
+        "--suite",
+        TINY,
+        "--device",
+        "cpu",
+        "--storage",
+        url,
+        "--study",
+        study,
+        "--trials",
+        str(trials),
+        "--seed",
+        str(seed),
+        "--epochs",
+        str(epochs),
+        "--heartbeat-interval",
+        "1",
+        "--pruner",
+        "none",
+        "--out",
+        str(out),
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
