@@ -12,26 +12,12 @@ COLUMNS = ["model", "mode", "device", "dtype", "batch", "seq_len", "lengths", "m
 FAST = ["--min-run-time", "0.05", "--rounds", "1", "--batch-sizes", "8"]
 
 
+def profile(out, *args: str) -> int:
+    return main(["profile", "--out", str(out), *FAST, *args])
+
+
 def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "profile",
-                "--devices",
-                "cpu",
-                "--models",
-                "din,dien-augru+aux",
-                "--seq-lens",
-                "5,10",
-                "--threads",
-                "1",
-                "--out",
-                str(tmp_path),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert profile(tmp_path, "--devices", "cpu", "--models", "din,dien-augru+aux", "--seq-lens", "5,10", "--threads", "1") == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     for name in ("timings.csv", "timings.md", "throughput.png", "step_time.png", "metadata.json"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
@@ -47,32 +33,17 @@ def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
 
 
 def test_existing_cells_are_kept_on_a_rerun(tmp_path):
-    args = [
-        "profile",
-        "--devices",
-        "cpu",
-        "--models",
-        "din",
-        "--seq-lens",
-        "4",
-        "--modes",
-        "forward",
-        "--lengths",
-        "full",
-        "--out",
-        str(tmp_path),
-        *FAST,
-    ]
-    assert main(args) == 0
+    args = ["--devices", "cpu", "--models", "din", "--seq-lens", "4", "--modes", "forward", "--lengths", "full"]
+    assert profile(tmp_path, *args) == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     first = pd.read_csv(folder / "timings.csv")
-    assert main(args) == 0
+    assert profile(tmp_path, *args) == 0
     assert pd.read_csv(folder / "timings.csv").equals(first)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
 def test_cuda_is_skipped_with_a_message_without_gpu(tmp_path, capsys):
-    assert main(["profile", "--devices", "cuda", "--models", "din", "--seq-lens", "4", "--out", str(tmp_path), *FAST]) == 0
+    assert profile(tmp_path, "--devices", "cuda", "--models", "din", "--seq-lens", "4") == 0
     assert "skipping cuda" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -88,7 +59,7 @@ def test_cuda_is_skipped_with_a_message_without_gpu(tmp_path, capsys):
     ],
 )
 def test_bad_profile_flags_exit_2(tmp_path, capsys, args, message):
-    assert main(["profile", "--out", str(tmp_path), *args]) == 2
+    assert profile(tmp_path, *args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
@@ -103,26 +74,7 @@ def test_profile_imports_no_optuna():
 
 def test_peer_rows(tmp_path):
     pytest.importorskip("deepctr_torch", reason="the peer rows need deepctr-torch (pip install -e '.[peers]')")
-    assert (
-        main(
-            [
-                "profile",
-                "--devices",
-                "cpu",
-                "--models",
-                "din",
-                "--seq-lens",
-                "6",
-                "--lengths",
-                "full",
-                "--peers",
-                "--out",
-                str(tmp_path),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert profile(tmp_path, "--devices", "cpu", "--models", "din", "--seq-lens", "6", "--lengths", "full", "--peers") == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     t = pd.read_csv(folder / "timings.csv")
     assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(t[t["impl"] == "deepctr-torch"]) == 2 * 2
