@@ -30,7 +30,7 @@ class SyntheticConfig:
     categories: int = 40
     min_len: int = 10
     max_len: int = 50
-    drift: float = 0.3
+    drift: float = 0.5
     interests: int = 2
     successors: int = 3
     noise: float = 0.1
