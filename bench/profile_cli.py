@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         out = root / device_slug(device)
         meta = results_io.metadata("profile", device, to_dict(config))
         meta["matmul_gflops"] = matmul_gflops(device)
+        # timings.csv accumulates over invocations: keep each one's command and config
+        earlier = json.loads((out / "metadata.json").read_text()).get("invocations", []) if (out / "metadata.json").is_file() else []
+        this = {k: meta[k] for k in ("argv", "written", "git_commit", "config")}
+        meta["invocations"] = [*earlier, this]
         results_io.write_json(out / "metadata.json", meta)
         timings = profile_device(device, config, out, log=lambda m: print(m, file=sys.stderr))
         profile_report.write_reports(out, timings, meta)

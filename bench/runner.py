@@ -22,16 +22,17 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print) ->
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
     results_io.write_json(out / "metadata.json", results_io.metadata("run", device, suite.to_dict(), list(suite.seeds)))
     done = results_io.read_csv(runs_path)
+    done_hashes = dict(zip(map(tuple, done[KEY].to_numpy().tolist()), done["config_hash"])) if len(done) else {}
     cells = [(data, row, seed) for data in suite.data for seed in suite.seeds for row in suite.rows]
     todo = []
     for data, row, seed in cells:
-        earlier = done[(done["dataset"] == data.dataset) & (done["model"] == row.name) & (done["seed"] == seed)] if len(done) else done
-        if len(earlier) and (earlier["config_hash"] != suite.cell_hash(data, row)).any():
+        earlier = done_hashes.get((data.dataset, row.name, seed))
+        if earlier is not None and earlier != suite.cell_hash(data, row):
             raise ValueError(
                 f"{runs_path} holds {row.name} seed {seed} on {data.dataset} from a different configuration; "
                 "use another --out, or delete that folder to start over"
             )
-        if not len(earlier):
+        if earlier is None:
             todo.append((data, row, seed))
     log(f"{len(cells) - len(todo)} of {len(cells)} cells already done in {out}; {len(todo)} to run on {device}")
     datasets = {}
@@ -49,7 +50,7 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print) ->
         key = {"dataset": data.dataset, "model": row.name, "seed": seed}
         curves = results_io.read_csv(curves_path)
         if len(curves):  # a cell stopped after its curve was written is replaced, not duplicated
-            curves = curves[~((curves["dataset"] == key["dataset"]) & (curves["model"] == key["model"]) & (curves["seed"] == seed))]
+            curves = curves[[k != tuple(key.values()) for k in map(tuple, curves[KEY].to_numpy().tolist())]]
         results_io.write_csv(curves_path, pd.concat([curves, pd.DataFrame([{**key, **c} for c in result.curve])], ignore_index=True))
         results_io.append_rows(runs_path, [{
             **key, "epochs": result.epochs_run, "best_epoch": result.best_epoch, "val_auc": result.val_auc,
@@ -60,7 +61,7 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print) ->
         log(f"{desc}: val AUC {result.val_auc:.4f}, test AUC {test['auc']:.4f} ({result.epochs_run} epochs, {result.train_seconds:.0f} s)")
     runs = results_io.read_csv(runs_path)
     wanted = {(d.dataset, r.name, s) for d, r, s in cells}
-    runs = runs[[k in wanted for k in zip(runs["dataset"], runs["model"], runs["seed"])]]
+    runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
     table = report.write_reports(out, runs, results_io.read_csv(curves_path), baseline="sum-pooling")
     results_io.write_json(out / "metadata.json", results_io.metadata("run", device, suite.to_dict(), list(suite.seeds)))
     return table

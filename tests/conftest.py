@@ -50,3 +50,10 @@ def write_amazon_fixture(folder: Path, users: int = 30, seed: int = 0, gz: bool 
             data = (folder / name).read_bytes()
             (folder / name).write_bytes(gzip.compress(data))
     return folder
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/benchmarks runs only when asked: `pytest tests/benchmarks --benchmark-only`."""
+    if "benchmarks" in collection_path.parts and not config.getoption("benchmark_only", default=False):
+        return True
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,9 +26,6 @@ class Split:
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
-
-    def take(self, rows: np.ndarray) -> Split:
-        return Split(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
 
 
 @dataclass(frozen=True)

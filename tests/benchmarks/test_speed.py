@@ -1,0 +1,77 @@
+"""pytest-benchmark suite (not in the default run):
+
+    python -m pytest tests/benchmarks --benchmark-only --benchmark-json results/benchmarks/cpu.json
+
+Recurrent layers (forward + backward) against torch.nn.GRU of the same shape, full
+training steps, and batch assembly against a DIEN training step at batch 1024, length 100.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from bench.data import BatchLoader, DataConfig, SyntheticConfig, load_dataset
+from bench.profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, make_step, random_batch
+from dien_core.recurrent import AGRU, AUGRU, GRU
+
+B, D = 128, 36
+
+
+def layer_step(name: str, T: int):
+    torch.manual_seed(0)
+    x = torch.randn(B, T, D, requires_grad=True)
+    att, lengths = torch.rand(B, T), torch.full((B,), T)
+    if name == "nn.GRU":
+        gru = torch.nn.GRU(D, D, batch_first=True)
+
+        def step():
+            out, last = gru(x)
+            (out.sum() + last.sum()).backward()
+
+        return step
+    kind, backend = name.split("/")
+    layer = {"GRU": GRU, "AGRU": AGRU, "AUGRU": AUGRU}[kind](D, D, backend=backend)
+
+    def step():
+        out, last = layer(x, att, lengths)
+        (out.sum() + last.sum()).backward()
+
+    return step
+
+
+@pytest.mark.parametrize("T", [20, 50, 100])
+@pytest.mark.parametrize("name", ["nn.GRU", "GRU/fused", "AGRU/fused", "AUGRU/fused", "AUGRU/reference"])
+def test_recurrent_layer_forward_backward(benchmark, name, T):
+    benchmark.group = f"recurrent fwd+bwd (128, {T}, 36)"
+    benchmark(layer_step(name, T))
+
+
+@pytest.mark.parametrize("T", [50, 100])
+@pytest.mark.parametrize("model", ["din", "dien-augru+aux"])
+def test_training_step(benchmark, model, T):
+    benchmark.group = f"training step, batch 128, length {T}"
+    batch = random_batch(128, T, "full", REALISTIC_VOCAB, torch.device("cpu"))
+    benchmark(make_step(model, "train", batch, torch.device("cpu"), torch.float32, PAPER_SHAPES))
+
+
+@pytest.fixture(scope="module")
+def long_histories():
+    config = DataConfig(maxlen=100, targets_per_user=1, synthetic=SyntheticConfig(users=12_000, min_len=101, max_len=101))
+    return load_dataset(config)
+
+
+def test_batch_assembly_1024x100(benchmark, long_histories):
+    benchmark.group = "batch 1024, length 100: assembly vs DIEN training step"
+    ds = long_histories
+    loader = BatchLoader(ds, ds.train, 1024, shuffle=True)
+    rows = np.arange(1024)
+    rng = np.random.default_rng(0)
+    batch = benchmark(loader.make_batch, rows, rng)
+    assert batch.hist_item.shape == (1024, 100)
+
+
+def test_dien_training_step_1024x100(benchmark):
+    benchmark.group = "batch 1024, length 100: assembly vs DIEN training step"
+    batch = random_batch(1024, 100, "full", REALISTIC_VOCAB, torch.device("cpu"))
+    step = make_step("dien-augru+aux", "train", batch, torch.device("cpu"), torch.float32, PAPER_SHAPES)
+    benchmark.pedantic(step, rounds=3, warmup_rounds=1)
