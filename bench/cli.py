@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .results_io import git_commit
+
+    git_commit()  # remember the code this process runs, before anything is edited
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -52,7 +53,10 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     write_csv(path, pd.concat([read_csv(path), pd.DataFrame(rows)], ignore_index=True))
 
 
+@functools.cache
 def git_commit() -> str:
+    """The commit (``-dirty`` with uncommitted changes) when first asked: the CLI asks at start,
+    since a running process keeps the code it loaded then, whatever is edited later."""
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
