@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
@@ -104,6 +105,7 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> None:
         for model, g in c.groupby("model", sort=False):
             mean = g.groupby("epoch")["val_auc"].mean()
             ax.plot(mean.index, mean.values, marker="o", ms=3, label=model)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation AUC (mean over seeds)")
         ax.set_title(f"learning curves: {dataset}")
