@@ -169,3 +169,16 @@ def test_fused_function_gru_modes_equal_reference(kind):
     want = reference_recurrence(kind, x, att, lengths, weights)
     got = fused_recurrence(kind, x, att, step_mask(lengths, 6), weights)
     assert torch.allclose(want[0], got[0]) and torch.allclose(want[1], got[1])
+
+
+@pytest.mark.parametrize("cls", [AGRU, AUGRU, AIGRU, GRU])
+def test_bfloat16_autocast_runs_and_stays_close(cls):
+    torch.manual_seed(7)
+    layer = cls(8, 8)
+    x = torch.randn(4, 10, 8, requires_grad=True)
+    att, lengths = torch.rand(4, 10), torch.tensor([10, 3, 0, 7])
+    want, _ = layer(x, att, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, last = layer(x, att, lengths)
+    (got.float().sum() + last.float().sum()).backward()
+    assert (got.float() - want).abs().max() < 5e-2 and x.grad is not None and torch.isfinite(x.grad).all()

@@ -119,7 +119,11 @@ def fused_recurrence(
         c1 = -c0
     else:
         c0, c1 = m, m * (a - 1)
-    hs = FusedRecurrence.apply(gi, c0, c1, w_hh, b_hh)
+    # Under autocast the input projection above ran in the low-precision dtype; the loop runs
+    # in the weights' dtype (its products are small, its state accumulates) with autocast off.
+    dtype = w_hh.dtype
+    with torch.autocast(x.device.type, enabled=False):
+        hs = FusedRecurrence.apply(gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
     return (hs * m).transpose(0, 1), hs[-1]
 
 
