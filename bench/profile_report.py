@@ -43,7 +43,31 @@ def markdown(timings: pd.DataFrame, meta: dict) -> str:
         parts.append(
             tabulate(flops.reset_index().values.tolist(), headers=["model"] + [f"T={c}" for c in flops.columns], tablefmt="github") + "\n"
         )
+    parts.append(speedups(timings))
     return "".join(parts)
+
+
+PEER_PAIRS = {"dien-augru+aux": "deepctr-torch/dien-augru+aux", "din": "deepctr-torch/din"}
+
+
+def speedups(timings: pd.DataFrame) -> str:
+    """Our samples/s over the peer's, same shape, same run: one table per mode."""
+    full = timings[(timings["lengths"] == "full") & (timings["dtype"] == "float32")]
+    shape = ["model", "mode", "batch", "seq_len"]
+    ours = full[full["impl"] == "dien-bench"][[*shape, "samples_per_s"]]
+    theirs = full[full["impl"] != "dien-bench"].assign(model=lambda d: d["model"].map({v: k for k, v in PEER_PAIRS.items()}))
+    pairs = ours.merge(theirs[[*shape, "samples_per_s"]], on=shape, suffixes=("", "_peer"))
+    rows = pairs.assign(x=pairs["samples_per_s"] / pairs["samples_per_s_peer"]).to_dict("records")
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows).pivot_table(index=["mode", "model", "batch"], columns="seq_len", values="x", aggfunc="first")
+    body = [[*idx, *(f"{v:.2f}x" for v in row)] for idx, row in zip(table.index, table.to_numpy())]
+    headers = ["mode", "model", "batch", *(f"T={c}" for c in table.columns)]
+    return (
+        "\n## Speed-up over DeepCTR-Torch 0.3.0 (same shapes, same run)\n\n"
+        "This project's samples/s divided by the peer's (`dien-augru+aux` against its DIEN with AUGRU and negative sampling, "
+        "`din` against its DIN), every row at full length.\n\n" + tabulate(body, headers=headers, tablefmt="github") + "\n"
+    )
 
 
 def plot(timings: pd.DataFrame, value: str, ylabel: str, path: Path) -> None:

@@ -78,3 +78,5 @@ def test_peer_rows(tmp_path):
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     t = pd.read_csv(folder / "timings.csv")
     assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(t[t["impl"] == "deepctr-torch"]) == 2 * 2
+    md = (folder / "timings.md").read_text()
+    assert "Speed-up over DeepCTR-Torch" in md and "| train   | din" in md
