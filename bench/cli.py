@@ -88,7 +88,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="dien-bench: compare DIEN's variants with DIN and sum pooling, tune them with Optuna, time them.",
+        epilog="examples:\n  python -m bench run\n  python -m bench tune --model dien-augru+aux --trials 30\n"
+        "  python -m bench profile --models din,dien-augru+aux\nEach command's --help lists its options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
