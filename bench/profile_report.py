@@ -28,6 +28,8 @@ def markdown(timings: pd.DataFrame, meta: dict) -> str:
         "Random batches with the Amazon Electronics vocabularies and the paper's shapes (embedding 18, attention 80-40, MLP 200-80). "
         "`mixed`: lengths uniform in 1..T, padded to T.\n",
     ]
+    if meta.get("flush_denormal"):
+        parts.append("\nDenormal floats are flushed to zero (`torch.set_flush_denormal`), for every model including the peers.\n")
     if meta.get("matmul_gflops"):
         parts.append(f"\nA 2048x2048 float32 matrix product runs at {meta['matmul_gflops']:.1f} GFLOP/s on this device.\n")
     for (mode, batch), g in t.groupby(["mode", "batch"], sort=True):

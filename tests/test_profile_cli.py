@@ -28,6 +28,7 @@ def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
     assert set(t["mode"]) == {"forward", "train"} and set(t["lengths"]) == {"full", "mixed"} and (t["threads"] == 1).all()
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["matmul_gflops"] > 0
+    assert meta["flush_denormal"] is True and len(meta["invocations"]) == 1
     md = (folder / "timings.md").read_text()
     assert "## forward, batch 8" in md and "## train, batch 8" in md and "T=10" in md
 
