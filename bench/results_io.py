@@ -60,9 +60,9 @@ def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
+        code = ["dien_core", "baselines", "bench", "pyproject.toml"]  # what results depend on; prose and tests do not count
+        status = ["git", "status", "--porcelain", "--untracked-files=no", "--", *code]
+        dirty = subprocess.run(status, cwd=root, capture_output=True, text=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

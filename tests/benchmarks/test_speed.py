@@ -17,6 +17,14 @@ from dien_core.recurrent import AGRU, AUGRU, GRU
 B, D = 128, 36
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _flush_denormals():
+    """As `bench profile` does: denormal gradients of long sequences slow x86 CPUs many times over."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
 def layer_step(name: str, T: int):
     torch.manual_seed(0)
     x = torch.randn(B, T, D, requires_grad=True)
