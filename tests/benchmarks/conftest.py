@@ -1,0 +1,16 @@
+"""Writes metadata.json beside --benchmark-json output, as every results/ folder has."""
+
+from pathlib import Path
+
+import torch
+
+
+def pytest_sessionfinish(session, exitstatus):
+    json_out = session.config.getoption("benchmark_json", default=None)
+    if not json_out or exitstatus != 0:
+        return
+    from bench import results_io
+
+    meta = results_io.metadata("pytest tests/benchmarks", torch.device("cpu"), {"benchmark_json": Path(json_out.name).name})
+    meta["flush_denormal"] = True
+    results_io.write_json(Path(json_out.name).parent / "metadata.json", meta)
