@@ -88,7 +88,7 @@ def pg_url():
     return url
 
 
-def worker(url: str, study: str, out: Path, trials: int, seed: int, epochs: int = 1) -> subprocess.Popen:
+def worker(url: str, study: str, out: Path, trials: int, seed: int, epochs: int = 1, *extra: str) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
@@ -116,6 +116,7 @@ def worker(url: str, study: str, out: Path, trials: int, seed: int, epochs: int 
         "none",
         "--out",
         str(out),
+        *extra,
     ]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -143,7 +144,8 @@ def test_killed_worker_trial_fails_and_is_retried(pg_url, tmp_path):
     import optuna
 
     study = f"kill-{uuid.uuid4().hex[:8]}"
-    doomed = worker(pg_url, study, tmp_path / "a", trials=5, seed=0, epochs=30)
+    # Trials long enough that the kill lands inside one: many epochs, early stopping pinned off.
+    doomed = worker(pg_url, study, tmp_path / "a", 5, 0, 200, "--fix", "patience=1000")
     deadline = time.time() + 300
     while time.time() < deadline:
         try:
@@ -152,7 +154,7 @@ def test_killed_worker_trial_fails_and_is_retried(pg_url, tmp_path):
         except KeyError:  # the study does not exist yet
             pass
         time.sleep(0.5)
-    time.sleep(2)  # mid-trial, with heartbeats recorded
+    time.sleep(1.5)  # mid-trial, with heartbeats recorded
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     time.sleep(3)  # past the grace period (2 heartbeats of 1 s)
