@@ -140,10 +140,12 @@ def profile_device(device: torch.device, config: ProfileConfig, out: Path, log=p
         for lengths in config.lengths
     ]
     for i, (mode, dtype, b, t, lengths) in enumerate(shapes, 1):
-        todo = [(impl, m) for impl, m in impls if tuple(map(str, (impl, m, mode, device.type, dtype, b, t, lengths))) not in done_keys]
-        if impl_peer := [x for x in todo if x[0] == "deepctr-torch"]:
-            if dtype != "float32" or lengths == "mixed":  # the peer runs float32 only; its lengths path is the same
-                todo = [x for x in todo if x not in impl_peer]
+        peer_shape = dtype == "float32" and lengths == "full"  # the peer is timed in float32 at full length only
+        todo = [
+            (impl, m)
+            for impl, m in impls
+            if (impl == "dien-bench" or peer_shape) and tuple(map(str, (impl, m, mode, device.type, dtype, b, t, lengths))) not in done_keys
+        ]
         if not todo:
             continue
         batch = random_batch(b, t, lengths, REALISTIC_VOCAB, device)

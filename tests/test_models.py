@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from bench.models import MODEL_NAMES, build_model
-from dien_core import AttentionUnit, AuxiliaryLoss, ModelConfig, VocabSizes, total_loss
+from dien_core import AttentionUnit, AuxiliaryLoss, Batch, ModelConfig, VocabSizes, total_loss
 from tests.helpers import VOCAB, random_batch, recency_problem, repad
 
 SMALL = ModelConfig(embedding_dim=4, attention_hidden=(8, 4), aux_hidden=(8, 4), mlp_hidden=(16, 8))
@@ -72,7 +72,7 @@ def test_row_independent_of_padding_and_batch(name):
         base = model(batch)
         padded = model(repad(batch, 12))
         garbage = model(repad(batch, 12, fill=-1))
-        alone = model(repad(batch, 7).__class__(**{k: v[1:2] for k, v in batch.__dict__.items()}))
+        alone = model(Batch(**{k: v[1:2] for k, v in batch.__dict__.items()}))
     assert (base.logits - padded.logits).abs().max() <= 1e-6
     assert (base.logits - garbage.logits).abs().max() <= 1e-6
     assert (alone.logits[0] - base.logits[1]).abs() <= 1e-6
@@ -133,7 +133,7 @@ def test_each_model_learns_a_history_dependent_label(name):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(300):
         rows = torch.randint(0, 2048, (128,), generator=torch.Generator().manual_seed(step))
-        batch = train.__class__(**{k: v[rows] for k, v in train.__dict__.items()})
+        batch = Batch(**{k: v[rows] for k, v in train.__dict__.items()})
         optimizer.zero_grad()
         total_loss(model(batch), batch.label, 0.5).backward()
         optimizer.step()
