@@ -33,7 +33,8 @@ class ModelConfig:
     recurrent hidden size is ``2 * embedding_dim`` (as in the paper's code).
     ``alpha`` weighs the auxiliary loss: loss = BCE + alpha * aux_loss.
     ``backend`` picks the recurrent implementation: ``reference`` (per-step
-    autograd), ``fused`` (hoisted projections, hand-written backward) or ``auto``.
+    autograd), ``fused`` (hoisted projections, hand-written backward, Python loops),
+    ``cpp`` (the same with C++ loops, CPU only) or ``auto`` (see ``recurrent.layers``).
     """
 
     embedding_dim: int = 18

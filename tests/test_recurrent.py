@@ -1,11 +1,22 @@
 """Recurrent layers against torch.nn.GRU, float64 per-step references and gradcheck."""
 
+import shutil
+
 import pytest
 import torch
 
-from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
+from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU, cpp
 
-BACKENDS = ["reference", "fused"]
+# The C++ loops need a compiler; where there is one, they must build (a failed build fails here).
+HAS_COMPILER = shutil.which("c++") is not None
+needs_cpp = pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler on PATH: the C++ loops cannot be built here")
+BACKENDS = ["reference", "fused", pytest.param("cpp", marks=needs_cpp)]
+FAST_BACKENDS = ["fused", pytest.param("cpp", marks=needs_cpp)]
+
+
+@needs_cpp
+def test_cpp_loops_build():
+    assert cpp.available(), "the C++ recurrence loops failed to build (see the warning above)"
 
 
 def copy_from_nn_gru(layer, gru: torch.nn.GRU) -> None:
@@ -90,13 +101,14 @@ def test_gradcheck_float64(make, backend):
     assert torch.autograd.gradcheck(f, (x, att, *weights), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 @pytest.mark.parametrize("cls", [GRU, AIGRU, AGRU, AUGRU])
 @pytest.mark.parametrize("convention", ["paper", "original"])
-def test_fused_equals_reference_values_and_gradients(cls, convention):
+def test_fused_equals_reference_values_and_gradients(cls, convention, backend):
     torch.manual_seed(3)
     B, T, I, H = 7, 9, 6, 5
     kwargs = {"convention": convention} if cls is AUGRU else {}
-    ref, fused = cls(I, H, backend="reference", **kwargs), cls(I, H, backend="fused", **kwargs)
+    ref, fused = cls(I, H, backend="reference", **kwargs), cls(I, H, backend=backend, **kwargs)
     fused.load_state_dict(ref.state_dict())
     x = torch.randn(B, T, I, requires_grad=True)
     att = torch.rand(B, T, requires_grad=True)
@@ -115,10 +127,11 @@ def test_fused_equals_reference_values_and_gradients(cls, convention):
             assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
 
 
-def test_fused_bfloat16_close_to_float32_reference():
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
+def test_fused_bfloat16_close_to_float32_reference(backend):
     torch.manual_seed(4)
     ref = AUGRU(8, 8, backend="reference")
-    fused = AUGRU(8, 8, backend="fused").to(torch.bfloat16)
+    fused = AUGRU(8, 8, backend=backend).to(torch.bfloat16)
     fused.load_state_dict({k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()})
     x, att, lengths = torch.randn(4, 10, 8), torch.rand(4, 10), torch.tensor([10, 3, 0, 7])
     out_ref, _ = ref(x, att, lengths)
@@ -153,6 +166,37 @@ def test_parameter_layout_matches_nn_gru():
     for layer, G in ((GRU(3, 4), 3), (AUGRU(3, 4), 3), (AGRU(3, 4), 2), (AIGRU(3, 4), 3)):
         shapes = {n: tuple(p.shape) for n, p in layer.named_parameters()}
         assert shapes == {"weight_ih": (G * 4, 3), "weight_hh": (G * 4, 4), "bias_ih": (G * 4,), "bias_hh": (G * 4,)}
+
+
+@needs_cpp
+@pytest.mark.parametrize("cls", [GRU, AGRU, AUGRU])
+def test_auto_backend_on_cpu_runs_the_cpp_loops_for_attention_layers(cls, monkeypatch):
+    """auto: AGRU/AUGRU through the C++ loops on CPU; GRU (and AIGRU) through torch's GRU kernel."""
+    compiled = cpp.loops()
+    calls = []
+
+    class Spy:
+        def forward_loop(self, *args):
+            calls.append("forward")
+            return compiled.forward_loop(*args)
+
+        def backward_loop(self, *args):
+            calls.append("backward")
+            return compiled.backward_loop(*args)
+
+    monkeypatch.setattr(cpp, "loops", lambda: Spy())
+    x, att = torch.randn(2, 3, 4, requires_grad=True), torch.rand(2, 3)
+    out, _ = cls(4, 4)(x, att, torch.tensor([3, 1]))
+    out.sum().backward()
+    assert calls == ([] if cls is GRU else ["forward", "backward"])
+
+
+def test_cpp_backend_refuses_without_its_loops(monkeypatch):
+    monkeypatch.setattr(cpp, "loops", lambda: None)
+    with pytest.raises(ValueError, match="backend 'cpp'"):
+        AUGRU(3, 4, backend="cpp")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
+    out, _ = AUGRU(3, 4)(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))  # auto falls back to the Python loops
+    assert out.shape == (1, 2, 4)
 
 
 @pytest.mark.parametrize("kind", ["GRU", "AIGRU"])

@@ -13,7 +13,9 @@ the state at padded steps):
 | AUGRU original | m | m (a - 1) |
 
 The loop keeps one small matrix product per step forward and backward; the
-weight gradients are one product over all steps. Gradients reach ``att`` and
+weight gradients are one product over all steps. The two loops come in two
+forms with one contract: ``PythonLoops`` (readable) and the C++ module of
+``cpp.py`` (the same loops without per-step dispatch; CPU). Gradients reach ``att`` and
 the mask through ``c0, c1``, which are ordinary autograd tensors.
 """
 
@@ -33,25 +35,10 @@ class FusedRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gi, c0, c1, w_hh, b_hh):
-        T, B, GH = gi.shape
-        H = w_hh.shape[1]
-        has_z = c1 is not None
-        split = GH - H
-        w_t = w_hh.t()
-        hs = gi.new_empty(T, B, H)
-        gh_all = gi.new_empty(T, B, GH)  # W_hh h + b_hh of every step (the n block is needed for dr)
-        gates = gi.new_empty(T, B, split)  # sigmoid gates r (and z)
-        n_all = gi.new_empty(T, B, H)
-        h = gi.new_zeros(B, H)
-        for t in range(T):
-            gh = torch.addmm(b_hh, h, w_t, out=gh_all[t])
-            gate = torch.sigmoid(torch.add(gi[t, :, :split], gh[:, :split], out=gates[t]), out=gates[t])
-            n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], gh[:, split:], out=n_all[t]), out=n_all[t])
-            u = torch.addcmul(c0[t], c1[t], gate[:, H:]) if has_z else c0[t]
-            h = torch.addcmul(h, u, n - h, out=hs[t])
-        ctx.save_for_backward(gates, n_all, gh_all, hs, c0, c1 if has_z else None, w_hh)
-        ctx.has_z = has_z
+    def forward(ctx, gi, c0, c1, w_hh, b_hh, loops):
+        hs, gh_all, gates, n_all = loops.forward_loop(gi, c0, c1, w_hh, b_hh)
+        ctx.save_for_backward(gates, n_all, gh_all, hs, c0, c1, w_hh)
+        ctx.has_z, ctx.loops = c1 is not None, loops
         return hs
 
     @staticmethod
@@ -73,21 +60,54 @@ class FusedRecurrence(torch.autograd.Function):
         if has_z:
             torch.mul(jump * c1, z * (1 - z), out=K[:, :, 1])
         torch.mul(a, r, out=K[:, :, G - 1])
-        keep = 1 - u
-        dgh = hs.new_empty(T, B, G * H)
-        dh_all = hs.new_empty(T, B, H)
-        dh = hs.new_zeros(B, H)
-        for t in range(T - 1, -1, -1):
-            dh = torch.add(dh, d_hs[t], out=dh_all[t])
-            torch.mul(dh.unsqueeze(1), K[t], out=dgh[t].view(B, G, H))
-            dh = torch.addmm(dh * keep[t], dgh[t], w_hh)
+        dh_all, dgh = ctx.loops.backward_loop(d_hs, K, 1 - u, w_hh)
         du = dh_all * jump
         dc0 = du.sum(dim=-1, keepdim=True)
         dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
         d_w_hh = dgh.reshape(T * B, G * H).t() @ h_prev.reshape(T * B, H)
         d_b_hh = dgh.sum(dim=(0, 1))
         dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
-        return dgi, dc0, dc1, d_w_hh, d_b_hh
+        return dgi, dc0, dc1, d_w_hh, d_b_hh, None
+
+
+class PythonLoops:
+    """The two sequential loops of ``FusedRecurrence`` in torch ops: the readable form
+    (``csrc/recurrence_cpu.cpp`` is the same loops in C++, see ``cpp.py``)."""
+
+    @staticmethod
+    def forward_loop(gi, c0, c1, w_hh, b_hh):
+        """``gi (T, B, G*H)``, ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``, ``gh_all (T, B, G*H)``,
+        ``gates (T, B, (G-1)*H)`` (sigmoid r, z), ``n_all (T, B, H)``."""
+        T, B, GH = gi.shape
+        H = w_hh.shape[1]
+        split = GH - H
+        w_t = w_hh.t()
+        hs = gi.new_empty(T, B, H)
+        gh_all = gi.new_empty(T, B, GH)  # W_hh h + b_hh of every step (the n block is needed for dr)
+        gates = gi.new_empty(T, B, split)
+        n_all = gi.new_empty(T, B, H)
+        h = gi.new_zeros(B, H)
+        for t in range(T):
+            gh = torch.addmm(b_hh, h, w_t, out=gh_all[t])
+            gate = torch.sigmoid(torch.add(gi[t, :, :split], gh[:, :split], out=gates[t]), out=gates[t])
+            n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], gh[:, split:], out=n_all[t]), out=n_all[t])
+            u = torch.addcmul(c0[t], c1[t], gate[:, H:]) if c1 is not None else c0[t]
+            h = torch.addcmul(h, u, n - h, out=hs[t])
+        return hs, gh_all, gates, n_all
+
+    @staticmethod
+    def backward_loop(d_hs, K, keep, w_hh):
+        """``d_hs (T, B, H)``, ``K (T, B, G, H)``, ``keep (T, B, H)`` -> ``dh_all (T, B, H)``, ``dgh (T, B, G*H)``."""
+        T, B, G, H = K.shape
+        keep = keep.expand(T, B, H)
+        dgh = d_hs.new_empty(T, B, G * H)
+        dh_all = d_hs.new_empty(T, B, H)
+        dh = d_hs.new_zeros(B, H)
+        for t in range(T - 1, -1, -1):
+            dh = torch.add(dh, d_hs[t], out=dh_all[t])
+            torch.mul(dh.unsqueeze(1), K[t], out=dgh[t].view(B, G, H))
+            dh = torch.addmm(dh * keep[t], dgh[t], w_hh)
+        return dh_all, dgh
 
 
 def fused_recurrence(
@@ -97,8 +117,11 @@ def fused_recurrence(
     mask: torch.Tensor,
     weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     convention: str = "paper",
+    loops=PythonLoops,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x (B, T, I)``, ``att (B, T)``, ``mask (B, T)`` bool -> ``out (B, T, H)``, ``last (B, H)``."""
+    """``x (B, T, I)``, ``att (B, T)``, ``mask (B, T)`` bool -> ``out (B, T, H)``, ``last (B, H)``.
+
+    ``loops``: ``PythonLoops`` or the compiled module from ``cpp.loops()`` (CPU only)."""
     B, T, _ = x.shape
     w_ih, w_hh, b_ih, b_hh = weights
     H = w_hh.shape[1]
@@ -123,7 +146,7 @@ def fused_recurrence(
     # in the weights' dtype (its products are small, its state accumulates) with autocast off.
     dtype = w_hh.dtype
     with torch.autocast(x.device.type, enabled=False):
-        hs = FusedRecurrence.apply(gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
+        hs = FusedRecurrence.apply(gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh, loops)
     return (hs * m).transpose(0, 1), hs[-1]
 
 

@@ -8,18 +8,22 @@ import torch
 from torch import nn
 
 from ..batch import step_mask
-from .fused import fused_recurrence, native_gru
+from . import cpp
+from .fused import PythonLoops, fused_recurrence, native_gru
 from .reference import reference_recurrence
 
-BACKENDS = ("auto", "reference", "fused")
+BACKENDS = ("auto", "reference", "fused", "cpp")
 
 
 class _Recurrent(nn.Module):
     """Parameters and dispatch shared by the four layers (no behaviour of its own).
 
     Args: ``input_size`` (I), ``hidden_size`` (H), ``backend``: "reference" is the
-    literal per-step loop; "fused" (and "auto", on every device) runs GRU and AIGRU
-    through torch's own GRU kernel and AGRU / AUGRU through ``FusedRecurrence``.
+    literal per-step loop; "fused" runs GRU and AIGRU through torch's own GRU kernel
+    (cuDNN on CUDA) and AGRU / AUGRU through ``FusedRecurrence`` with its Python loops;
+    "cpp" runs all four through ``FusedRecurrence`` with its C++ loops (CPU tensors only).
+    "auto" is "fused", except AGRU / AUGRU on CPU where the C++ loops build: "cpp"
+    (measured faster there; torch's kernel stays faster for a plain GRU at batch 1024).
     Call: ``out, last = layer(x (B, T, I), att (B, T), lengths (B,))`` with
     ``out (B, T, H)`` zero at padded steps and ``last (B, H)`` the state at step
     ``lengths - 1`` (zero where ``lengths == 0``).
@@ -62,9 +66,16 @@ class _Recurrent(nn.Module):
         if self.backend == "reference":
             return reference_recurrence(self.kind, x, att, lengths, weights, self.convention)
         mask = step_mask(lengths, T)
-        if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
+        native = self.kind in ("GRU", "AIGRU")  # a plain GRU (on a * x for AIGRU): torch's own kernel
+        if self.backend == "cpp" or (self.backend == "auto" and not native and x.device.type == "cpu" and cpp.available()):
+            if x.device.type != "cpu":
+                raise ValueError(f"backend 'cpp' runs on CPU tensors only, got {x.device.type}; use 'auto' or 'fused'")
+            if not cpp.available():
+                raise ValueError("backend 'cpp': the C++ loops could not be built here (see the warning); use 'auto' or 'fused'")
+            return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.loops())
+        if native:
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
-        return fused_recurrence(self.kind, x, att, mask, weights, self.convention)
+        return fused_recurrence(self.kind, x, att, mask, weights, self.convention, PythonLoops)
 
 
 class GRU(_Recurrent):
