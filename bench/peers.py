@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dien_core import Batch
 
-from .profile_steps import PAPER_SHAPES, REALISTIC_VOCAB
+from .profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, autocast
 
 PEER_MODELS = {"deepctr-torch/dien-augru+aux": "dien", "deepctr-torch/din": "din"}
 
@@ -23,8 +23,9 @@ def available() -> bool:
     return True
 
 
-def make_peer_step(name: str, mode: str, batch: Batch, device: torch.device) -> Callable[[], None]:
-    """Build the peer model with feature columns as in DeepCTR-Torch's run_dien.py / run_din.py."""
+def make_peer_step(name: str, mode: str, batch: Batch, device: torch.device, dtype: torch.dtype = torch.float32) -> Callable[[], None]:
+    """Build the peer model with feature columns as in DeepCTR-Torch's run_dien.py / run_din.py;
+    ``dtype`` bfloat16 runs its step under autocast, as ours."""
     from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIEN, DIN
 
@@ -68,16 +69,17 @@ def make_peer_step(name: str, mode: str, batch: Batch, device: torch.device) -> 
         model.eval()
 
         def forward() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(device, dtype):
                 model(x)
 
         return forward
     model.train()
 
     def train_step() -> None:  # BaseModel.fit's inner loop, without its .item() logging
-        y_pred = model(x).squeeze(-1)
+        with autocast(device, dtype):
+            y_pred = model(x).squeeze(-1)
         model.optim.zero_grad()
-        loss = F.binary_cross_entropy(y_pred, y, reduction="sum")
+        loss = F.binary_cross_entropy(y_pred.float(), y, reduction="sum")
         total = loss + model.get_regularization_loss() + model.aux_loss
         total.backward()
         model.optim.step()

@@ -92,11 +92,17 @@ def count_flops(step: Callable[[], None]) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_gflops(device: torch.device, n: int = 2048) -> float:
-    """A large float32 matrix product's rate: the machine's practical ceiling for comparison."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    m = Timer("a @ b", globals={"a": a, "b": b}).blocked_autorange(min_run_time=1.0)
-    return 2 * n**3 / m.median / 1e9
+def matmul_gflops(device: torch.device, m: int = 2048, k: int = 2048, n: int = 2048, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of one ``(m, k) @ (k, n)`` product. The default, a large square one, is the
+    machine's practical ceiling; ``MODEL_PRODUCTS`` are the shapes a DIEN step is made of."""
+    a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+    timing = Timer("a @ b", globals={"a": a, "b": b}).blocked_autorange(min_run_time=1.0)
+    return 2 * m * k * n / timing.median / 1e9
+
+
+# The largest products of a dien-augru+aux training step at batch 1024, T = 50 (rows B * (T - 1)
+# or B * T): auxiliary MLP layer 2, attention MLP layer 1, the recurrences' input projection.
+MODEL_PRODUCTS = {"aux 100->50": (50176, 100, 50), "attention 36->80": (51200, 36, 80), "GRU input 36->108": (51200, 36, 108)}
 
 
 def measure_shape(
@@ -140,7 +146,7 @@ def profile_device(device: torch.device, config: ProfileConfig, out: Path, log=p
         for lengths in config.lengths
     ]
     for i, (mode, dtype, b, t, lengths) in enumerate(shapes, 1):
-        peer_shape = dtype == "float32" and lengths == "full"  # the peer is timed in float32 at full length only
+        peer_shape = lengths == "full"  # the peer is timed at full length only
         todo = [
             (impl, m)
             for impl, m in impls
@@ -152,7 +158,7 @@ def profile_device(device: torch.device, config: ProfileConfig, out: Path, log=p
         steps = {}
         for impl, m in todo:
             steps[(impl, m)] = (
-                peers.make_peer_step(m, mode, batch, device)
+                peers.make_peer_step(m, mode, batch, device, DTYPES[dtype])
                 if impl == "deepctr-torch"
                 else make_step(m, mode, batch, device, DTYPES[dtype])
             )

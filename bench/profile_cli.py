@@ -46,7 +46,7 @@ def ints(text: str, flag: str) -> tuple[int, ...]:
 def cmd_profile(args: argparse.Namespace) -> int:
     from . import peers, profile_report, results_io
     from .config_io import to_dict
-    from .profile import ProfileConfig, device_slug, matmul_gflops, profile_device
+    from .profile import DTYPES, MODEL_PRODUCTS, ProfileConfig, device_slug, matmul_gflops, profile_device
 
     def names(text: str | None) -> tuple[str, ...] | None:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
@@ -83,6 +83,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         out = root / device_slug(device)
         meta = results_io.metadata("profile", device, to_dict(config))
         meta["matmul_gflops"] = matmul_gflops(device)
+        meta["model_matmul_gflops"] = {
+            f"{name} {dtype}": matmul_gflops(device, *shape, dtype=DTYPES[dtype])
+            for name, shape in MODEL_PRODUCTS.items()
+            for dtype in config.dtypes
+        }
         meta["flush_denormal"] = bool(flush) and device.type == "cpu"
         # timings.csv accumulates over invocations: keep each one's command and config
         earlier = json.loads((out / "metadata.json").read_text()).get("invocations", []) if (out / "metadata.json").is_file() else []

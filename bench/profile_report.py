@@ -31,7 +31,11 @@ def markdown(timings: pd.DataFrame, meta: dict) -> str:
     if meta.get("flush_denormal"):
         parts.append("\nDenormal floats are flushed to zero (`torch.set_flush_denormal`), for every model including the peers.\n")
     if meta.get("matmul_gflops"):
-        parts.append(f"\nA 2048x2048 float32 matrix product runs at {meta['matmul_gflops']:.1f} GFLOP/s on this device.\n")
+        parts.append(f"\nA 2048x2048 float32 matrix product runs at {meta['matmul_gflops']:.1f} GFLOP/s on this device.")
+        if meta.get("model_matmul_gflops"):
+            shapes = "; ".join(f"{name}: {v:.1f}" for name, v in meta["model_matmul_gflops"].items())
+            parts.append(f" The products a DIEN step is made of (rows B*T at batch 1024, T = 50) run at, in GFLOP/s: {shapes}.")
+        parts.append("\n")
     for (mode, batch), g in t.groupby(["mode", "batch"], sort=True):
         cells = g.assign(cell=[f"{r.samples_per_s:,.0f} ({r.median_ms:.1f} ms)" for r in g.itertuples()])
         pivot = cells.pivot_table(index="label", columns="seq_len", values="cell", aggfunc="first")
@@ -53,22 +57,24 @@ PEER_PAIRS = {"dien-augru+aux": "deepctr-torch/dien-augru+aux", "din": "deepctr-
 
 
 def speedups(timings: pd.DataFrame) -> str:
-    """Our samples/s over the peer's, same shape, same run: one table per mode."""
-    full = timings[(timings["lengths"] == "full") & (timings["dtype"] == "float32")]
-    shape = ["model", "mode", "batch", "seq_len"]
+    """Our samples/s over the peer's, same shape and dtype, same run."""
+    full = timings[timings["lengths"] == "full"]
+    shape = ["model", "mode", "dtype", "batch", "seq_len"]
     ours = full[full["impl"] == "dien-bench"][[*shape, "samples_per_s"]]
     theirs = full[full["impl"] != "dien-bench"].assign(model=lambda d: d["model"].map({v: k for k, v in PEER_PAIRS.items()}))
     pairs = ours.merge(theirs[[*shape, "samples_per_s"]], on=shape, suffixes=("", "_peer"))
     rows = pairs.assign(x=pairs["samples_per_s"] / pairs["samples_per_s_peer"]).to_dict("records")
     if not rows:
         return ""
-    table = pd.DataFrame(rows).pivot_table(index=["mode", "model", "batch"], columns="seq_len", values="x", aggfunc="first")
+    table = pd.DataFrame(rows).pivot_table(index=["mode", "model", "dtype", "batch"], columns="seq_len", values="x", aggfunc="first")
     body = [[*idx, *(f"{v:.2f}x" for v in row)] for idx, row in zip(table.index, table.to_numpy())]
-    headers = ["mode", "model", "batch", *(f"T={c}" for c in table.columns)]
+    headers = ["mode", "model", "dtype", "batch", *(f"T={c}" for c in table.columns)]
     return (
         "\n## Speed-up over DeepCTR-Torch 0.3.0 (same shapes, same run)\n\n"
         "This project's samples/s divided by the peer's (`dien-augru+aux` against its DIEN with AUGRU and negative sampling, "
-        "`din` against its DIN), every row at full length.\n\n" + tabulate(body, headers=headers, tablefmt="github") + "\n"
+        "`din` against its DIN), every row at full length; `bfloat16`: both under autocast.\n\n"
+        + tabulate(body, headers=headers, tablefmt="github")
+        + "\n"
     )
 
 

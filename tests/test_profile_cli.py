@@ -28,6 +28,8 @@ def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
     assert set(t["mode"]) == {"forward", "train"} and set(t["lengths"]) == {"full", "mixed"} and (t["threads"] == 1).all()
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["matmul_gflops"] > 0
+    assert len(meta["model_matmul_gflops"]) == 3 and all(v > 0 for v in meta["model_matmul_gflops"].values())
+    assert "The products a DIEN step is made of" in (folder / "timings.md").read_text()
     assert meta["flush_denormal"] is True and len(meta["invocations"]) == 1
     md = (folder / "timings.md").read_text()
     assert "## forward, batch 8" in md and "## train, batch 8" in md and "T=10" in md
@@ -75,9 +77,11 @@ def test_profile_imports_no_optuna():
 
 def test_peer_rows(tmp_path):
     pytest.importorskip("deepctr_torch", reason="the peer rows need deepctr-torch (pip install -e '.[peers]')")
-    assert profile(tmp_path, "--devices", "cpu", "--models", "din", "--seq-lens", "6", "--lengths", "full", "--peers") == 0
+    args = ("--devices", "cpu", "--models", "din", "--seq-lens", "6", "--lengths", "full", "--dtype", "float32,bfloat16", "--peers")
+    assert profile(tmp_path, *args) == 0
     (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     t = pd.read_csv(folder / "timings.csv")
-    assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(t[t["impl"] == "deepctr-torch"]) == 2 * 2
+    peer = t[t["impl"] == "deepctr-torch"]
+    assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(peer) == 2 * 2 * 2 and set(peer["dtype"]) == {"float32", "bfloat16"}
     md = (folder / "timings.md").read_text()
-    assert "Speed-up over DeepCTR-Torch" in md and "| train   | din" in md
+    assert "Speed-up over DeepCTR-Torch" in md and "| train   | din     | float32" in md and "| train   | din     | bfloat16" in md
