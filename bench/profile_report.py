@@ -40,11 +40,13 @@ def markdown(timings: pd.DataFrame, meta: dict) -> str:
         cells = g.assign(cell=[f"{r.samples_per_s:,.0f} ({r.median_ms:.1f} ms)" for r in g.itertuples()])
         pivot = cells.pivot_table(index="label", columns="seq_len", values="cell", aggfunc="first")
         pivot = pivot.reindex(g.drop_duplicates("label").sort_values(["impl", "lengths", "dtype"], kind="stable")["label"])
+        pivot = pivot.fillna("")  # a row without this length (mixed lengths or bfloat16 run at fewer T)
         headers = ["model"] + [f"T={c}" for c in pivot.columns]
         parts.append(
             f"\n## {mode}, batch {batch}\n\n" + tabulate(pivot.reset_index().values.tolist(), headers=headers, tablefmt="github") + "\n"
         )
         flops = g.pivot_table(index="label", columns="seq_len", values="gflops", aggfunc="first").round(1)
+        flops = flops.astype(object).where(flops.notna(), "")
         parts.append(f"\nAchieved GFLOP/s (matrix-product FLOPs counted by torch's FlopCounterMode), {mode}, batch {batch}:\n\n")
         parts.append(
             tabulate(flops.reset_index().values.tolist(), headers=["model"] + [f"T={c}" for c in flops.columns], tablefmt="github") + "\n"
@@ -67,7 +69,7 @@ def speedups(timings: pd.DataFrame) -> str:
     if not rows:
         return ""
     table = pd.DataFrame(rows).pivot_table(index=["mode", "model", "dtype", "batch"], columns="seq_len", values="x", aggfunc="first")
-    body = [[*idx, *(f"{v:.2f}x" for v in row)] for idx, row in zip(table.index, table.to_numpy())]
+    body = [[*idx, *("" if pd.isna(v) else f"{v:.2f}x" for v in row)] for idx, row in zip(table.index, table.to_numpy())]
     headers = ["mode", "model", "dtype", "batch", *(f"T={c}" for c in table.columns)]
     return (
         "\n## Speed-up over DeepCTR-Torch 0.3.0 (same shapes, same run)\n\n"

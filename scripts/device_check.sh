@@ -5,6 +5,7 @@
 #   bash scripts/device_check.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
+export DIEN_CORE_CPP=0  # the C++ loops are CPU-only; do not spend device time compiling them
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then

@@ -85,3 +85,22 @@ def test_peer_rows(tmp_path):
     assert set(t["impl"]) == {"dien-bench", "deepctr-torch"} and len(peer) == 2 * 2 * 2 and set(peer["dtype"]) == {"float32", "bfloat16"}
     md = (folder / "timings.md").read_text()
     assert "Speed-up over DeepCTR-Torch" in md and "| train   | din     | float32" in md and "| train   | din     | bfloat16" in md
+
+
+def test_report_leaves_cells_it_has_no_timing_for_blank():
+    from bench.profile_report import markdown
+
+    def row(impl, model, dtype, seq_len, sps):
+        return {
+            "impl": impl, "model": model, "mode": "train", "device": "cpu", "dtype": dtype, "batch": 8, "seq_len": seq_len,
+            "lengths": "full", "median_ms": 8e3 / sps, "iqr_ms": 0.1, "samples_per_s": sps, "peak_mem_mb": 1.0,
+            "gflop_per_step": 0.1, "gflops": 1.0, "replicates": 3, "threads": 1,
+        }  # fmt: skip
+
+    rows = [row("dien-bench", "din", "float32", t, 100.0) for t in (10, 50)]
+    rows += [row("deepctr-torch", "deepctr-torch/din", "float32", t, 50.0) for t in (10, 50)]
+    rows += [row("dien-bench", "din", "bfloat16", 50, 120.0), row("deepctr-torch", "deepctr-torch/din", "bfloat16", 50, 40.0)]
+    md = markdown(pd.DataFrame(rows), {"device_name": "cpu", "device": "cpu", "torch": "x", "threads": 1})
+    assert "nan" not in md
+    speedup_rows = [" ".join(line.split()) for line in md.splitlines() if line.startswith("| train")]
+    assert speedup_rows == ["| train | din | bfloat16 | 8 | | 3.00x |", "| train | din | float32 | 8 | 2.00x | 2.00x |"]
