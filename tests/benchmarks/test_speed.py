@@ -48,7 +48,9 @@ def layer_step(name: str, T: int):
 
 
 @pytest.mark.parametrize("T", [20, 50, 100])
-@pytest.mark.parametrize("name", ["nn.GRU", "GRU/fused", "AGRU/fused", "AUGRU/fused", "AUGRU/reference"])
+@pytest.mark.parametrize(
+    "name", ["nn.GRU", "GRU/fused", "GRU/cpp", "AGRU/fused", "AGRU/cpp", "AUGRU/fused", "AUGRU/cpp", "AUGRU/reference"]
+)
 def test_recurrent_layer_forward_backward(benchmark, name, T):
     benchmark.group = f"recurrent fwd+bwd (128, {T}, 36)"
     benchmark(layer_step(name, T))
