@@ -174,9 +174,9 @@ def test_parameter_layout_matches_nn_gru():
 
 
 @needs_cpp
-@pytest.mark.parametrize("cls", [GRU, AGRU, AUGRU])
-def test_auto_backend_on_cpu_runs_the_cpp_loops_for_attention_layers(cls, monkeypatch):
-    """auto: AGRU/AUGRU through the C++ loops on CPU; GRU (and AIGRU) through torch's GRU kernel."""
+@pytest.mark.parametrize("cls", [GRU, AIGRU, AGRU, AUGRU])
+def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
+    """auto on CPU: every layer through the C++ loops where they build."""
     compiled = cpp.loops()
     calls = []
 
@@ -185,15 +185,15 @@ def test_auto_backend_on_cpu_runs_the_cpp_loops_for_attention_layers(cls, monkey
             calls.append("forward")
             return compiled.forward_loop(*args)
 
-        def backward_loop(self, *args):
+        def backward(self, *args):
             calls.append("backward")
-            return compiled.backward_loop(*args)
+            return compiled.backward(*args)
 
     monkeypatch.setattr(cpp, "loops", lambda: Spy())
     x, att = torch.randn(2, 3, 4, requires_grad=True), torch.rand(2, 3)
     out, _ = cls(4, 4)(x, att, torch.tensor([3, 1]))
     out.sum().backward()
-    assert calls == ([] if cls is GRU else ["forward", "backward"])
+    assert calls == ["forward", "backward"]
 
 
 def test_cpp_backend_refuses_without_its_loops(monkeypatch):

@@ -1,4 +1,4 @@
-"""The C++ form of ``FusedRecurrence``'s two loops (``csrc/recurrence_cpu.cpp``), built on first use.
+"""The C++ form of ``FusedRecurrence``'s loops (``csrc/recurrence_cpu.cpp``), built on first use.
 
 torch's extension builder compiles it once per machine (about 40 s, cached under
 ``~/.cache/torch_extensions``; set ``TORCH_EXTENSIONS_DIR`` to move it). Where no
@@ -21,7 +21,7 @@ SOURCE = Path(__file__).parent / "csrc" / "recurrence_cpu.cpp"
 
 @cache
 def loops() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward_loop``), or None where it cannot be built."""
+    """The compiled module (``forward_loop``, ``backward``), or None where it cannot be built."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":
         return None
     try:

@@ -28,51 +28,36 @@ class FusedRecurrence(torch.autograd.Function):
     """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
     ``b_hh (G*H)`` -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
 
-    Backward: every factor that does not depend on the incoming gradient is computed
-    for all steps at once; the sequential loop is left with ``dh`` alone:
+    Backward: ``loops.backward`` returns the gradients of the pre-activations
+    (``dgi``, ``dgh``) and of ``c0, c1``; its sequential loop carries ``dh`` alone:
     ``dgh_t = dh_t * K_t`` (K stacks the gate derivatives) and
-    ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The rest follows from ``dh`` over all steps.
+    ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The weight gradients are one
+    product and one sum over all steps.
     """
 
     @staticmethod
     def forward(ctx, gi, c0, c1, w_hh, b_hh, loops):
         hs, gh_all, gates, n_all = loops.forward_loop(gi, c0, c1, w_hh, b_hh)
         ctx.save_for_backward(gates, n_all, gh_all, hs, c0, c1, w_hh)
-        ctx.has_z, ctx.loops = c1 is not None, loops
+        ctx.loops = loops
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):
         gates, n_all, gh_all, hs, c0, c1, w_hh = ctx.saved_tensors
-        has_z = ctx.has_z
         T, B, H = hs.shape
-        G = 3 if has_z else 2
-        split = (G - 1) * H
-        h_prev = torch.cat([hs.new_zeros(1, B, H), hs[:-1]], dim=0)
-        r = gates[..., :H]
-        z = gates[..., H:] if has_z else None
-        u = torch.addcmul(c0, c1, z) if has_z else c0.expand(T, B, H)
-        jump = n_all - h_prev  # dh/du
-        a = u * (1 - n_all * n_all)  # dh/d(pre-activation of n)
-        # K[t]: d(W_hh h + b_hh)[t] per unit of dh[t], blocks (r, z, n)
-        K = hs.new_empty(T, B, G, H)
-        torch.mul(a * gh_all[..., split:], r * (1 - r), out=K[:, :, 0])
-        if has_z:
-            torch.mul(jump * c1, z * (1 - z), out=K[:, :, 1])
-        torch.mul(a, r, out=K[:, :, G - 1])
-        dh_all, dgh = ctx.loops.backward_loop(d_hs, K, 1 - u, w_hh)
-        du = dh_all * jump
-        dc0 = du.sum(dim=-1, keepdim=True)
-        dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
-        d_w_hh = dgh.reshape(T * B, G * H).t() @ h_prev.reshape(T * B, H)
+        GH = gh_all.shape[-1]
+        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_hs, gates, n_all, gh_all, hs, c0, c1, w_hh)
+        # sum_t dgh_t^T h_{t-1}; h_{-1} = 0 drops step 0
+        d_w_hh = dgh[1:].reshape((T - 1) * B, GH).t() @ hs[:-1].reshape((T - 1) * B, H)
         d_b_hh = dgh.sum(dim=(0, 1))
-        dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
         return dgi, dc0, dc1, d_w_hh, d_b_hh, None
 
 
 class PythonLoops:
-    """The two sequential loops of ``FusedRecurrence`` in torch ops: the readable form
-    (``csrc/recurrence_cpu.cpp`` is the same loops in C++, see ``cpp.py``)."""
+    """``FusedRecurrence``'s forward loop and backward in torch ops: the readable form.
+    ``csrc/recurrence_cpu.cpp`` (see ``cpp.py``) computes the same in C++, with the
+    backward's per-step factors made inside its loop instead of over all steps first."""
 
     @staticmethod
     def forward_loop(gi, c0, c1, w_hh, b_hh):
@@ -96,10 +81,28 @@ class PythonLoops:
         return hs, gh_all, gates, n_all
 
     @staticmethod
-    def backward_loop(d_hs, K, keep, w_hh):
-        """``d_hs (T, B, H)``, ``K (T, B, G, H)``, ``keep (T, B, H)`` -> ``dh_all (T, B, H)``, ``dgh (T, B, G*H)``."""
-        T, B, G, H = K.shape
-        keep = keep.expand(T, B, H)
+    def backward(d_hs, gates, n_all, gh_all, hs, c0, c1, w_hh):
+        """Saved forward tensors and ``d_hs (T, B, H)`` -> ``dgi, dgh (T, B, G*H)``, ``dc0, dc1 (T, B, 1)``.
+
+        Every factor that does not depend on the incoming gradient is computed for all
+        steps at once; the loop is left with ``dh``."""
+        has_z = c1 is not None
+        T, B, H = hs.shape
+        G = 3 if has_z else 2
+        split = (G - 1) * H
+        h_prev = torch.cat([hs.new_zeros(1, B, H), hs[:-1]], dim=0)
+        r = gates[..., :H]
+        z = gates[..., H:] if has_z else None
+        u = torch.addcmul(c0, c1, z) if has_z else c0.expand(T, B, H)
+        jump = n_all - h_prev  # dh/du
+        a = u * (1 - n_all * n_all)  # dh/d(pre-activation of n)
+        # K[t]: d(W_hh h + b_hh)[t] per unit of dh[t], blocks (r, z, n)
+        K = hs.new_empty(T, B, G, H)
+        torch.mul(a * gh_all[..., split:], r * (1 - r), out=K[:, :, 0])
+        if has_z:
+            torch.mul(jump * c1, z * (1 - z), out=K[:, :, 1])
+        torch.mul(a, r, out=K[:, :, G - 1])
+        keep = 1 - u
         dgh = d_hs.new_empty(T, B, G * H)
         dh_all = d_hs.new_empty(T, B, H)
         dh = d_hs.new_zeros(B, H)
@@ -107,7 +110,11 @@ class PythonLoops:
             dh = torch.add(dh, d_hs[t], out=dh_all[t])
             torch.mul(dh.unsqueeze(1), K[t], out=dgh[t].view(B, G, H))
             dh = torch.addmm(dh * keep[t], dgh[t], w_hh)
-        return dh_all, dgh
+        du = dh_all * jump
+        dc0 = du.sum(dim=-1, keepdim=True)
+        dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
+        dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
+        return dgi, dgh, dc0, dc1
 
 
 def fused_recurrence(

@@ -22,8 +22,8 @@ class _Recurrent(nn.Module):
     literal per-step loop; "fused" runs GRU and AIGRU through torch's own GRU kernel
     (cuDNN on CUDA) and AGRU / AUGRU through ``FusedRecurrence`` with its Python loops;
     "cpp" runs all four through ``FusedRecurrence`` with its C++ loops (CPU tensors only).
-    "auto" is "fused", except AGRU / AUGRU on CPU where the C++ loops build: "cpp"
-    (measured faster there; torch's kernel stays faster for a plain GRU at batch 1024).
+    "auto" is "cpp" on CPU where the C++ loops build (for a plain GRU too: faster than
+    torch's CPU kernel at batch 128-512, even at 1024), else "fused".
     Call: ``out, last = layer(x (B, T, I), att (B, T), lengths (B,))`` with
     ``out (B, T, H)`` zero at padded steps and ``last (B, H)`` the state at step
     ``lengths - 1`` (zero where ``lengths == 0``).
@@ -66,14 +66,13 @@ class _Recurrent(nn.Module):
         if self.backend == "reference":
             return reference_recurrence(self.kind, x, att, lengths, weights, self.convention)
         mask = step_mask(lengths, T)
-        native = self.kind in ("GRU", "AIGRU")  # a plain GRU (on a * x for AIGRU): torch's own kernel
-        if self.backend == "cpp" or (self.backend == "auto" and not native and x.device.type == "cpu" and cpp.available()):
+        if self.backend == "cpp" or (self.backend == "auto" and x.device.type == "cpu" and cpp.available()):
             if x.device.type != "cpu":
                 raise ValueError(f"backend 'cpp' runs on CPU tensors only, got {x.device.type}; use 'auto' or 'fused'")
             if not cpp.available():
                 raise ValueError("backend 'cpp': the C++ loops could not be built here (see the warning); use 'auto' or 'fused'")
             return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.loops())
-        if native:
+        if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
         return fused_recurrence(self.kind, x, att, mask, weights, self.convention, PythonLoops)
 

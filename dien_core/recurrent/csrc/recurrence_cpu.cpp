@@ -1,10 +1,12 @@
-// The two sequential loops of FusedRecurrence (dien_core/recurrent/fused.py) in C++.
+// FusedRecurrence's forward loop and backward (dien_core/recurrent/fused.py) in C++.
 //
 // Same equations and saved tensors as the Python loops there; only the per-step
 // dispatch is gone: one matrix product per step (at::mm_out, on ATen's threads),
 // the gates' sigmoid/tanh through ATen's vectorised kernels, the rest in plain
 // loops over rows on one thread (waking a second one costs more than a step's loop).
 #include <torch/extension.h>
+
+#include <ATen/OpMathType.h>
 
 namespace {
 
@@ -63,46 +65,80 @@ std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor&
   return {hs, gh_all, gates, n_all};
 }
 
-// backward: d_hs (T, B, H), K (T, B, G, H), keep (T, B, H) = 1 - u, w_hh (G*H, H)
-// -> dh_all (T, B, H) (dL/dh_t, all paths), dgh (T, B, G*H) (dL/d(W_hh h_{t-1} + b_hh))
-std::vector<at::Tensor> backward_loop(const at::Tensor& d_hs_any, const at::Tensor& K_any, const at::Tensor& keep_any,
-                                      const at::Tensor& w_hh) {
-  const at::Tensor d_hs = d_hs_any.contiguous(), K = K_any.contiguous(), keep = keep_any.contiguous();
-  const int64_t T = K.size(0), B = K.size(1), G = K.size(2), H = K.size(3);
-  auto dh_all = at::empty({T, B, H}, d_hs.options());
-  auto dgh = at::empty({T, B, G * H}, d_hs.options());
+// backward: d_hs (T, B, H) and the saved gates (T, B, (G-1)*H), n_all (T, B, H), gh_all (T, B, G*H),
+// hs (T, B, H), c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H)
+// -> dgi (T, B, G*H), dgh (T, B, G*H), dc0 (T, B, 1), dc1 (T, B, 1) or undefined.
+// Each step's gate derivatives are made inside the loop from the saved tensors (the
+// Python form makes them for all steps first): one pass over memory per step.
+std::vector<at::Tensor> backward(const at::Tensor& d_hs_any, const at::Tensor& gates_any, const at::Tensor& n_all_any,
+                                 const at::Tensor& gh_all_any, const at::Tensor& hs_any, const at::Tensor& c0_any,
+                                 const c10::optional<at::Tensor>& c1_opt, const at::Tensor& w_hh) {
+  const at::Tensor d_hs = d_hs_any.contiguous(), gates = gates_any.contiguous(), n_all = n_all_any.contiguous();
+  const at::Tensor gh_all = gh_all_any.contiguous(), hs = hs_any.contiguous(), c0 = c0_any.contiguous();
+  const bool has_z = c1_opt.has_value() && c1_opt->defined();
+  const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
+  const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2), GH = gh_all.size(2), split = GH - H;
+  auto dgi = at::empty({T, B, GH}, d_hs.options());
+  auto dgh = at::empty({T, B, GH}, d_hs.options());
+  auto dc0 = at::empty({T, B, 1}, d_hs.options());
+  auto dc1 = has_z ? at::empty({T, B, 1}, d_hs.options()) : at::Tensor();
   // dL/dh_{t-1} = carried + through_w: the direct path dh_t * (1 - u_t) plus the path
   // through W_hh, dgh_t @ W_hh; kept apart so the product needs no copy of the addend.
   auto carried = at::zeros({B, H}, d_hs.options());
   auto through_w = at::zeros({B, H}, d_hs.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, d_hs.scalar_type(), "backward_loop", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, d_hs.scalar_type(), "backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
     scalar_t* carried_p = carried.data_ptr<scalar_t>();
     const scalar_t* through_w_p = through_w.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const scalar_t* d_hs_t = d_hs.data_ptr<scalar_t>() + t * B * H;
-      const scalar_t* K_t = K.data_ptr<scalar_t>() + t * B * G * H;
-      const scalar_t* keep_t = keep.data_ptr<scalar_t>() + t * B * H;
-      scalar_t* dh_all_t = dh_all.data_ptr<scalar_t>() + t * B * H;
-      scalar_t* dgh_t = dgh.data_ptr<scalar_t>() + t * B * G * H;
+      const scalar_t* gate_t = gates.data_ptr<scalar_t>() + t * B * split;
+      const scalar_t* n_t = n_all.data_ptr<scalar_t>() + t * B * H;
+      const scalar_t* gh_t = gh_all.data_ptr<scalar_t>() + t * B * GH;
+      const scalar_t* h_prev = t > 0 ? hs.data_ptr<scalar_t>() + (t - 1) * B * H : nullptr;
+      const scalar_t* c0_t = c0.data_ptr<scalar_t>() + t * B;
+      const scalar_t* c1_t = has_z ? c1.data_ptr<scalar_t>() + t * B : nullptr;
+      scalar_t* dgi_t = dgi.data_ptr<scalar_t>() + t * B * GH;
+      scalar_t* dgh_t = dgh.data_ptr<scalar_t>() + t * B * GH;
+      scalar_t* dc0_t = dc0.data_ptr<scalar_t>() + t * B;
+      scalar_t* dc1_t = has_z ? dc1.data_ptr<scalar_t>() + t * B : nullptr;
       for (int64_t b = 0; b < B; ++b) {
+        const acc_t u0 = c0_t[b], u1 = has_z ? acc_t(c1_t[b]) : acc_t(0);
+        acc_t sum_du = 0, sum_du_z = 0;
         for (int64_t j = 0; j < H; ++j) {
           const int64_t i = b * H + j;
-          const scalar_t g = carried_p[i] + through_w_p[i] + d_hs_t[i];
-          dh_all_t[i] = g;
-          carried_p[i] = g * keep_t[i];
-          for (int64_t k = 0; k < G; ++k) dgh_t[(b * G + k) * H + j] = g * K_t[(b * G + k) * H + j];
+          const acc_t r = gate_t[b * split + j];
+          const acc_t z = has_z ? acc_t(gate_t[b * split + H + j]) : acc_t(0);
+          const acc_t n = n_t[i];
+          const acc_t u = has_z ? u0 + u1 * z : u0;
+          const acc_t dh = acc_t(carried_p[i]) + acc_t(through_w_p[i]) + acc_t(d_hs_t[i]);
+          const acc_t jump = n - (h_prev ? acc_t(h_prev[i]) : acc_t(0));  // dh/du
+          const acc_t dn = dh * u * (1 - n * n);                         // dL/d(pre-activation of n)
+          const acc_t dr = dn * acc_t(gh_t[b * GH + split + j]) * r * (1 - r);
+          const acc_t du = dh * jump;
+          sum_du += du;
+          dgi_t[b * GH + j] = dgh_t[b * GH + j] = dr;
+          if (has_z) {
+            sum_du_z += du * z;
+            dgi_t[b * GH + H + j] = dgh_t[b * GH + H + j] = du * u1 * z * (1 - z);
+          }
+          dgi_t[b * GH + split + j] = dn;
+          dgh_t[b * GH + split + j] = dn * r;
+          carried_p[i] = dh * (1 - u);
         }
+        dc0_t[b] = sum_du;
+        if (has_z) dc1_t[b] = sum_du_z;
       }
       at::Tensor dgh_slot = dgh[t];
       at::mm_out(through_w, dgh_slot, w_hh);
     }
   });
-  return {dh_all, dgh};
+  return {dgi, dgh, dc0, dc1};
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_loop", &forward_loop, "FusedRecurrence forward loop (CPU)");
-  m.def("backward_loop", &backward_loop, "FusedRecurrence backward loop (CPU)");
+  m.def("backward", &backward, "FusedRecurrence backward (CPU)");
 }
