@@ -200,13 +200,17 @@ def test_cpp_backend_refuses_without_its_loops(monkeypatch):
     monkeypatch.setattr(cpp, "loops", lambda: None)
     with pytest.raises(ValueError, match="backend 'cpp'"):
         AUGRU(3, 4, backend="cpp")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
-    out, _ = AUGRU(3, 4)(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))  # auto falls back to the Python loops
-    assert out.shape == (1, 2, 4)
+    torch.manual_seed(7)
+    auto, python = AUGRU(3, 4), AUGRU(3, 4, backend="fused")
+    python.load_state_dict(auto.state_dict())
+    x, att, lengths = torch.randn(2, 3, 3), torch.rand(2, 3), torch.tensor([3, 1])
+    out, _ = auto(x, att, lengths)  # auto falls back to the Python loops
+    assert out.shape == (2, 3, 4) and torch.equal(out, python(x, att, lengths)[0])
 
 
 @pytest.mark.parametrize("kind", ["GRU", "AIGRU"])
 def test_fused_function_gru_modes_equal_reference(kind):
-    """Layers send GRU and AIGRU to torch's kernel; the fused function's own GRU form stays checked."""
+    """Under backend "fused" layers send GRU and AIGRU to torch's kernel; the Python loops' own GRU form stays checked."""
     from dien_core.batch import step_mask
     from dien_core.recurrent.fused import fused_recurrence
     from dien_core.recurrent.reference import reference_recurrence

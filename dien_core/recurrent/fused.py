@@ -13,10 +13,11 @@ the state at padded steps):
 | AUGRU original | m | m (a - 1) |
 
 The loop keeps one small matrix product per step forward and backward; the
-weight gradients are one product over all steps. The two loops come in two
-forms with one contract: ``PythonLoops`` (readable) and the C++ module of
-``cpp.py`` (the same loops without per-step dispatch; CPU). Gradients reach ``att`` and
-the mask through ``c0, c1``, which are ordinary autograd tensors.
+weight gradients are one product over all steps. The forward loop and the
+backward come in two forms with one contract: ``PythonLoops`` (readable) and the
+C++ module of ``cpp.py`` (no per-step dispatch, and the backward's per-step
+factors made inside its loop; CPU). Gradients reach ``att`` and the mask through
+``c0, c1``, which are ordinary autograd tensors.
 """
 
 from __future__ import annotations
