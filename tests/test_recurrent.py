@@ -24,6 +24,23 @@ def test_cpp_loops_build():
     assert cpp.available(), "the C++ recurrence loops failed to build (see the warning above)"
 
 
+@needs_cpp
+def test_a_lock_left_by_a_killed_process_does_not_block_loading():
+    """A run killed mid-load (the killed-run tests do that) must not hang every later process."""
+    import subprocess
+    import sys
+
+    assert cpp.available()
+    lock = cpp.build_directory() / "lock"
+    lock.touch()
+    try:
+        code = "from dien_core.recurrent import cpp; print(cpp.available())"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.strip() == "True"
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def copy_from_nn_gru(layer, gru: torch.nn.GRU) -> None:
     with torch.no_grad():
         layer.weight_ih.copy_(gru.weight_ih_l0)
