@@ -167,3 +167,30 @@ def test_killed_worker_trial_fails_and_is_retried(pg_url, tmp_path):
     assert len(failed) == 1 and len(done) == 2 and not any(t.state.name == "RUNNING" for t in trials)
     retry = optuna.storages.RetryFailedTrialCallback
     assert [retry.retried_trial_number(t) for t in done].count(failed[0].number) == 1  # retried exactly once
+
+
+def test_open_storage_retries_the_table_creation_race(monkeypatch):
+    """Two workers on a fresh database: the loser's CREATE TABLE fails on a duplicate; it tries again."""
+    import optuna
+    import sqlalchemy.exc
+
+    from bench.tuning import study
+
+    calls = []
+
+    def storage(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, Exception("duplicate key"))
+        return "opened"
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage)
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    assert study.open_storage("postgresql://x/db", 5, 1) == "opened" and len(calls) == 2
+
+    def always(url, **kwargs):
+        raise sqlalchemy.exc.IntegrityError("CREATE TABLE studies", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", always)
+    with pytest.raises(ValueError, match="cannot open storage"):
+        study.open_storage("postgresql://x/db", 5, 1)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 import torch
 
 from ..config_io import to_dict
@@ -51,13 +53,21 @@ def open_storage(url: str, heartbeat_interval: int, max_retry: int) -> optuna.st
         factory, key = retry, "heartbeat_stale_trial_callback"
     else:
         factory, key = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.8
-            kwargs[key] = factory(max_retry=max_retry)
-            return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as err:  # sqlalchemy / driver errors of every kind: a bad URL is user input
-        raise ValueError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from err
+    attempts = 3
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: stable in use since 2.8
+                kwargs[key] = factory(max_retry=max_retry)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as err:  # sqlalchemy / driver errors of every kind: a bad URL is user input
+            # Workers started together on a fresh database race to create Optuna's tables; the
+            # loser's CREATE fails on a duplicate, and its next try finds the tables there.
+            if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt + 1 < attempts:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise ValueError(f"cannot open storage {url!r}: {type(err).__name__}: {err}") from err
+    raise AssertionError("unreachable: every attempt returns or raises")
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
