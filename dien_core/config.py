@@ -8,7 +8,7 @@ GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
 AUGRU_CONVENTIONS = ("paper", "original")
 ATT_NORMALIZATIONS = ("sigmoid", "softmax")
 ACTIVATIONS = ("sigmoid", "relu", "prelu", "dice")
-BACKENDS = ("auto", "reference", "fused")
+BACKENDS = ("auto", "reference", "fused", "cpp")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import shutil
 import pytest
 import torch
 
-from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU, cpp
+from dien_core import cpp
+from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
 
 # The C++ loops need a compiler; where there is one, they must build (a failed build fails here).
 CPP_OFF = os.environ.get("DIEN_CORE_CPP") == "0"
@@ -34,7 +35,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block_loading():
     lock = cpp.build_directory() / "lock"
     lock.touch()
     try:
-        code = "from dien_core.recurrent import cpp; print(cpp.available())"
+        code = "from dien_core import cpp; print(cpp.available())"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
         assert done.stdout.strip() == "True"
     finally:
@@ -150,6 +151,23 @@ def test_fused_equals_reference_values_and_gradients(cls, convention, backend):
 
 
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
+@pytest.mark.parametrize("cls", [GRU, AGRU, AUGRU])
+def test_fast_path_without_grad_equals_reference(cls, backend):
+    """Serving (no grad: the loop keeps nothing for a backward) at a width that is no multiple of
+    the vector length, with gates driven into saturation, must still equal the reference."""
+    torch.manual_seed(4)
+    B, T, I, H = 33, 11, 37, 37
+    ref, fast = cls(I, H, backend="reference"), cls(I, H, backend=backend)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(B, T, I) * 4  # pre-activations up to about +-30
+    att, lengths = torch.rand(B, T), torch.randint(0, T + 1, (B,))
+    with torch.no_grad():
+        want_out, want_last = ref(x, att, lengths)
+        out, last = fast(x, att, lengths)
+    assert (out - want_out).abs().max() <= 1e-5 and (last - want_last).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_fused_bfloat16_close_to_float32_reference(backend):
     torch.manual_seed(4)
     ref = AUGRU(8, 8, backend="reference")
@@ -194,7 +212,7 @@ def test_parameter_layout_matches_nn_gru():
 @pytest.mark.parametrize("cls", [GRU, AIGRU, AGRU, AUGRU])
 def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
     """auto on CPU: every layer through the C++ loops where they build."""
-    compiled = cpp.loops()
+    compiled = cpp.kernels()
     calls = []
 
     class Spy:
@@ -206,7 +224,7 @@ def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
             calls.append("backward")
             return compiled.backward(*args)
 
-    monkeypatch.setattr(cpp, "loops", lambda: Spy())
+    monkeypatch.setattr(cpp, "kernels", lambda: Spy())
     x, att = torch.randn(2, 3, 4, requires_grad=True), torch.rand(2, 3)
     out, _ = cls(4, 4)(x, att, torch.tensor([3, 1]))
     out.sum().backward()
@@ -214,7 +232,7 @@ def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
 
 
 def test_cpp_backend_refuses_without_its_loops(monkeypatch):
-    monkeypatch.setattr(cpp, "loops", lambda: None)
+    monkeypatch.setattr(cpp, "kernels", lambda: None)
     with pytest.raises(ValueError, match="backend 'cpp'"):
         AUGRU(3, 4, backend="cpp")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
     torch.manual_seed(7)

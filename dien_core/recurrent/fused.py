@@ -15,8 +15,8 @@ the state at padded steps):
 The loop keeps one small matrix product per step forward and backward; the
 weight gradients are one product over all steps. The forward loop and the
 backward come in two forms with one contract: ``PythonLoops`` (readable) and the
-C++ module of ``cpp.py`` (no per-step dispatch, and the backward's per-step
-factors made inside its loop; CPU). Gradients reach ``att`` and the mask through
+C++ module of ``dien_core/cpp.py`` (CPU: per step one product and one fused pass
+over the rows; the backward's per-step factors made inside its loop). Gradients reach ``att`` and the mask through
 ``c0, c1``, which are ordinary autograd tensors.
 """
 
@@ -27,7 +27,8 @@ import torch
 
 class FusedRecurrence(torch.autograd.Function):
     """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
-    ``b_hh (G*H)`` -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
+    ``b_hh (G*H)``, the ``loops`` form, ``save`` (False: no backward will run, so the loop
+    keeps nothing for it) -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
 
     Backward: ``loops.backward`` returns the gradients of the pre-activations
     (``dgi``, ``dgh``) and of ``c0, c1``; its sequential loop carries ``dh`` alone:
@@ -37,52 +38,56 @@ class FusedRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gi, c0, c1, w_hh, b_hh, loops):
-        hs, gh_all, gates, n_all = loops.forward_loop(gi, c0, c1, w_hh, b_hh)
-        ctx.save_for_backward(gates, n_all, gh_all, hs, c0, c1, w_hh)
+    def forward(ctx, gi, c0, c1, w_hh, b_hh, loops, save):
+        hs, gates, n_all, gh_n = loops.forward_loop(gi, c0, c1, w_hh, b_hh, save)
+        ctx.save_for_backward(gates, n_all, gh_n, hs, c0, c1, w_hh)
         ctx.loops = loops
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):
-        gates, n_all, gh_all, hs, c0, c1, w_hh = ctx.saved_tensors
+        gates, n_all, gh_n, hs, c0, c1, w_hh = ctx.saved_tensors
         T, B, H = hs.shape
-        GH = gh_all.shape[-1]
-        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_hs, gates, n_all, gh_all, hs, c0, c1, w_hh)
+        GH = w_hh.shape[0]
+        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh)
         # sum_t dgh_t^T h_{t-1}; h_{-1} = 0 drops step 0
         d_w_hh = dgh[1:].reshape((T - 1) * B, GH).t() @ hs[:-1].reshape((T - 1) * B, H)
         d_b_hh = dgh.sum(dim=(0, 1))
-        return dgi, dc0, dc1, d_w_hh, d_b_hh, None
+        return dgi, dc0, dc1, d_w_hh, d_b_hh, None, None
 
 
 class PythonLoops:
     """``FusedRecurrence``'s forward loop and backward in torch ops: the readable form.
-    ``csrc/recurrence_cpu.cpp`` (see ``cpp.py``) computes the same in C++, with the
-    backward's per-step factors made inside its loop instead of over all steps first."""
+    ``dien_core/csrc/recurrence_cpu.cpp`` (see ``dien_core/cpp.py``) computes the same in C++,
+    each step's elementwise work in one pass, the backward's per-step factors inside its loop."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, w_hh, b_hh):
-        """``gi (T, B, G*H)``, ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``, ``gh_all (T, B, G*H)``,
-        ``gates (T, B, (G-1)*H)`` (sigmoid r, z), ``n_all (T, B, H)``."""
+    def forward_loop(gi, c0, c1, w_hh, b_hh, save=True):
+        """``gi (T, B, G*H)``, ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``, ``gates (T, B, (G-1)*H)``
+        (sigmoid r, z), ``n_all (T, B, H)``, ``gh_n (T, B, H)`` (the n block of ``W_hh h + b_hh``,
+        needed for ``dr``). ``save=False`` (no backward to come): the last three are empty."""
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         split = GH - H
         w_t = w_hh.t()
         hs = gi.new_empty(T, B, H)
-        gh_all = gi.new_empty(T, B, GH)  # W_hh h + b_hh of every step (the n block is needed for dr)
         gates = gi.new_empty(T, B, split)
         n_all = gi.new_empty(T, B, H)
+        gh_n = gi.new_empty(T, B, H)
         h = gi.new_zeros(B, H)
         for t in range(T):
-            gh = torch.addmm(b_hh, h, w_t, out=gh_all[t])
+            gh = torch.addmm(b_hh, h, w_t)
+            gh_n[t] = gh[:, split:]
             gate = torch.sigmoid(torch.add(gi[t, :, :split], gh[:, :split], out=gates[t]), out=gates[t])
             n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], gh[:, split:], out=n_all[t]), out=n_all[t])
             u = torch.addcmul(c0[t], c1[t], gate[:, H:]) if c1 is not None else c0[t]
             h = torch.addcmul(h, u, n - h, out=hs[t])
-        return hs, gh_all, gates, n_all
+        if not save:
+            return hs, gi.new_empty(0), gi.new_empty(0), gi.new_empty(0)
+        return hs, gates, n_all, gh_n
 
     @staticmethod
-    def backward(d_hs, gates, n_all, gh_all, hs, c0, c1, w_hh):
+    def backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh):
         """Saved forward tensors and ``d_hs (T, B, H)`` -> ``dgi, dgh (T, B, G*H)``, ``dc0, dc1 (T, B, 1)``.
 
         Every factor that does not depend on the incoming gradient is computed for all
@@ -99,7 +104,7 @@ class PythonLoops:
         a = u * (1 - n_all * n_all)  # dh/d(pre-activation of n)
         # K[t]: d(W_hh h + b_hh)[t] per unit of dh[t], blocks (r, z, n)
         K = hs.new_empty(T, B, G, H)
-        torch.mul(a * gh_all[..., split:], r * (1 - r), out=K[:, :, 0])
+        torch.mul(a * gh_n, r * (1 - r), out=K[:, :, 0])
         if has_z:
             torch.mul(jump * c1, z * (1 - z), out=K[:, :, 1])
         torch.mul(a, r, out=K[:, :, G - 1])
@@ -129,7 +134,7 @@ def fused_recurrence(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``x (B, T, I)``, ``att (B, T)``, ``mask (B, T)`` bool -> ``out (B, T, H)``, ``last (B, H)``.
 
-    ``loops``: ``PythonLoops`` or the compiled module from ``cpp.loops()`` (CPU only)."""
+    ``loops``: ``PythonLoops`` or the compiled module from ``cpp.kernels()`` (CPU only)."""
     B, T, _ = x.shape
     w_ih, w_hh, b_ih, b_hh = weights
     H = w_hh.shape[1]
@@ -154,7 +159,9 @@ def fused_recurrence(
     # in the weights' dtype (its products are small, its state accumulates) with autocast off.
     dtype = w_hh.dtype
     with torch.autocast(x.device.type, enabled=False):
-        hs = FusedRecurrence.apply(gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh, loops)
+        inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
+        save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)  # else no backward
+        hs = FusedRecurrence.apply(*inputs, loops, save)
     return (hs * m).transpose(0, 1), hs[-1]
 
 

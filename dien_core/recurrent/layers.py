@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..batch import step_mask
-from . import cpp
+from .. import cpp
 from .fused import PythonLoops, fused_recurrence, native_gru
 from .reference import reference_recurrence
 
@@ -71,7 +71,7 @@ class _Recurrent(nn.Module):
                 raise ValueError(f"backend 'cpp' runs on CPU tensors only, got {x.device.type}; use 'auto' or 'fused'")
             if not cpp.available():
                 raise ValueError("backend 'cpp': the C++ loops could not be built here (see the warning); use 'auto' or 'fused'")
-            return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.loops())
+            return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.kernels())
         if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
         return fused_recurrence(self.kind, x, att, mask, weights, self.convention, PythonLoops)

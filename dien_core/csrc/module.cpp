@@ -1,0 +1,7 @@
+// Python bindings of dien_core's CPU kernels (loaded by dien_core/cpp.py).
+#include "kernels.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward_loop", &dien_core::forward_loop, "FusedRecurrence forward loop (CPU)");
+  m.def("backward", &dien_core::backward, "FusedRecurrence backward (CPU)");
+}
