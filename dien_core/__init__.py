@@ -6,7 +6,8 @@ from .config import ModelConfig, VocabSizes
 from .dien import DIEN
 from .embedding import FeatureEmbedding
 from .head import Head
-from .interest import AuxiliaryLoss, InterestEvolution, InterestExtractor
+from .aux_loss import AuxiliaryLoss
+from .interest import InterestEvolution, InterestExtractor
 from .loss import total_loss
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""dien_core's C++ kernels for CPU (``csrc/``), built on first use: for now ``FusedRecurrence``'s
-loops (``csrc/recurrence_cpu.cpp``).
+"""dien_core's C++ kernels for CPU (``csrc/``), built on first use: ``FusedRecurrence``'s loops
+(``csrc/recurrence_cpu.cpp``) and the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``).
 
 torch's extension builder compiles them once per machine (about a minute) into a folder
 named by a hash of the sources, the torch and Python versions, the flags and the CPU, under
@@ -27,11 +27,12 @@ from types import ModuleType
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp")]
+SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp")]
 NAME = "dien_core_cpu"
-# -march=native: built on the machine that runs it (the folder is keyed by its CPU); SIMD loops are declared
-# in the source, -fno-math-errno lets them vectorise.
-FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno"]
+# -march=native: built on the machine that runs it (the folder is keyed by its CPU). -fopenmp: ATen's
+# parallel_for is an OpenMP pragma in its header (without the flag it runs on one thread), and the
+# SIMD loops are declared with OpenMP pragmas; -fno-math-errno lets them vectorise.
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
 STALE_LOCK_SECONDS = 600  # a build takes about a minute; a lock this old belongs to a killed build
 
 
@@ -64,7 +65,7 @@ def import_built(path: Path) -> ModuleType:
 
 @cache
 def kernels() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward``), or None where it cannot be built."""
+    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``), or None where it cannot be built."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":
         return None
     try:
@@ -79,7 +80,8 @@ def kernels() -> ModuleType | None:
         if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
             lock.unlink(missing_ok=True)
         print(f"dien_core: building the C++ kernels in {folder} (once, ~1 min)", file=sys.stderr, flush=True)
-        return cpp_extension.load(NAME, [str(path) for path in SOURCES], extra_cflags=FLAGS, build_directory=str(folder), verbose=False)
+        sources = [str(path) for path in SOURCES]
+        return cpp_extension.load(NAME, sources, extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False)
     except Exception as error:  # noqa: BLE001 - any build failure means "use the Python loops"
         warnings.warn(
             f"dien_core: C++ kernels unavailable ({type(error).__name__}: {error}); using the torch-op forms", stacklevel=2

@@ -3,63 +3,18 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import AttentionUnit
-from .layers import MLP
+from .aux_loss import AuxiliaryLoss
 from .recurrent import make_layer
-
-
-class AuxiliaryLoss(nn.Module):
-    """Paper Eq. 5-6: state ``h_t`` should tell the next clicked behaviour from a sampled one.
-
-    A small MLP scores ``[h_t, e_{t+1}]``; binary cross entropy for the clicked
-    behaviour (label 1) and the negative (label 0), averaged over the valid
-    pairs only (``t + 1 < length``), never over padding; 0 when there is none.
-    The first layer's ``h_t`` term is computed once and shared by both items.
-
-    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths.
-    Takes ``states (B, T, H)``, ``clicked (B, T, E)``, ``negative (B, T, E)``,
-    ``mask (B, T)`` bool; returns a scalar.
-    """
-
-    def __init__(self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.mlp = MLP(hidden_size + behaviour_dim, hidden, "sigmoid")
-
-    def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, T, H = states.shape
-        # Pair the state at t with the behaviour at t + 1: T - 1 pairs per row.
-        h, pos, neg = states[:, :-1], clicked[:, 1:], negative[:, 1:]
-        valid = mask[:, 1:]
-        first = self.mlp.first
-        w_h, w_e = first.weight.split([H, first.weight.shape[1] - H], dim=1)
-        shared = F.linear(h, w_h, first.bias)  # (B, T-1, H1), one term for both items
-        pos_logit = self.mlp.forward_from_first(shared + F.linear(pos, w_e), valid)
-        neg_logit = self.mlp.forward_from_first(shared + F.linear(neg, w_e), valid)
-        loss = F.binary_cross_entropy_with_logits(
-            pos_logit, torch.ones_like(pos_logit), reduction="none"
-        ) + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
-        weight = valid.to(loss.dtype)
-        return (loss * weight).sum() / weight.sum().clamp_min(1.0)
-
-    def reference_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The literal concatenation, kept to check ``forward``."""
-        B, T, H = states.shape
-        valid = mask[:, 1:]
-        pos_logit = self.mlp(torch.cat([states[:, :-1], clicked[:, 1:]], dim=-1), valid)
-        neg_logit = self.mlp(torch.cat([states[:, :-1], negative[:, 1:]], dim=-1), valid)
-        loss = -F.logsigmoid(pos_logit) - F.logsigmoid(-neg_logit)
-        weight = valid.to(loss.dtype)
-        return (loss * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 class InterestExtractor(nn.Module):
     """GRU over the behaviour sequence, with the auxiliary loss when negatives are given.
 
-    Args: ``behaviour_dim`` (E = H), ``aux_hidden`` widths or None, ``backend``.
+    Args: ``behaviour_dim`` (E = H), ``aux_hidden`` widths or None, ``backend`` (of the GRU
+    and the auxiliary loss).
     Takes ``hist (B, T, E)``, ``lengths (B,)``, ``mask (B, T)``, ``neg (B, T, E)`` or None;
     returns ``states (B, T, H)`` and a scalar ``aux_loss`` (0 without negatives).
     """
@@ -67,7 +22,7 @@ class InterestExtractor(nn.Module):
     def __init__(self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto") -> None:
         super().__init__()
         self.gru = make_layer("GRU", behaviour_dim, behaviour_dim, backend=backend)
-        self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden) if aux_hidden is not None else None
+        self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden, backend) if aux_hidden is not None else None
 
     def forward(
         self, hist: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, neg: torch.Tensor | None

@@ -1,21 +1,11 @@
 """Recurrent layers against torch.nn.GRU, float64 per-step references and gradcheck."""
 
-import os
-import shutil
-
 import pytest
 import torch
 
 from dien_core import cpp
 from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
-
-# The C++ loops need a compiler; where there is one, they must build (a failed build fails here).
-CPP_OFF = os.environ.get("DIEN_CORE_CPP") == "0"
-HAS_COMPILER = shutil.which("c++") is not None
-needs_cpp = pytest.mark.skipif(
-    CPP_OFF or not HAS_COMPILER,
-    reason="DIEN_CORE_CPP=0" if CPP_OFF else "no C++ compiler on PATH: the C++ loops cannot be built here",
-)
+from tests.helpers import needs_cpp
 BACKENDS = ["reference", "fused", pytest.param("cpp", marks=needs_cpp)]
 FAST_BACKENDS = ["fused", pytest.param("cpp", marks=needs_cpp)]
 

@@ -1,0 +1,110 @@
+"""DIEN's auxiliary loss (paper Eq. 5-6), in torch ops and as one fused C++ kernel on CPU."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cpp
+from .layers import MLP
+
+AUX_BACKENDS = ("auto", "reference", "fused", "cpp")
+
+
+class AuxiliaryLoss(nn.Module):
+    """Paper Eq. 5-6: state ``h_t`` should tell the next clicked behaviour from a sampled one.
+
+    A small MLP scores ``[h_t, e_{t+1}]``; binary cross entropy for the clicked
+    behaviour (label 1) and the negative (label 0), averaged over the valid
+    pairs only (``t + 1 < length``), never over padding; 0 when there is none.
+    The first layer's ``h_t`` term is computed once and shared by both items.
+
+    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``:
+    "cpp" computes the loss and its gradients in one pass over row tiles
+    (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off); "auto" does so
+    where it can, else runs the torch ops (``torch_forward``), as "reference" and
+    "fused" always do. ``reference_forward`` is the literal concatenation, the check.
+    Takes ``states (B, T, H)``, ``clicked (B, T, E)``, ``negative (B, T, E)``,
+    ``mask (B, T)`` bool; returns a scalar.
+    """
+
+    def __init__(self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto") -> None:
+        super().__init__()
+        if backend not in AUX_BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(AUX_BACKENDS)}")
+        self.hidden_size, self.backend = hidden_size, backend
+        self.mlp = MLP(hidden_size + behaviour_dim, hidden, "sigmoid")
+
+    def uses_kernel(self, states: torch.Tensor) -> bool:
+        if self.backend in ("reference", "fused"):
+            return False
+        on_cpu = states.device.type == "cpu"
+        if self.backend == "cpp" and not (on_cpu and cpp.available()):
+            raise ValueError("backend 'cpp': the auxiliary loss kernel needs CPU tensors and the C++ build; use 'auto'")
+        plain = states.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(states.device.type)
+        return on_cpu and plain and len(self.mlp.linears) > 0 and cpp.available()
+
+    def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, H = states.shape
+        if not self.uses_kernel(states):
+            return self.torch_forward(states, clicked, negative, mask)
+        E = clicked.shape[-1]
+        # Pair the state at t with the behaviour at t + 1: B * (T - 1) rows.
+        valid = mask[:, 1:].reshape(-1).to(states.dtype)
+        weight = valid / valid.sum().clamp_min(1.0)  # the mean over valid pairs as per-row weights
+        rows = [x[:, s].reshape(-1, D) for x, s, D in ((states, slice(0, -1), H), (clicked, slice(1, None), E), (negative, slice(1, None), E))]
+        layers = [*self.mlp.linears, self.mlp.out]
+        return FusedAuxiliaryLoss.apply(*rows, weight, *[lin.weight for lin in layers], *[lin.bias for lin in layers])
+
+    def torch_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, H = states.shape
+        # Pair the state at t with the behaviour at t + 1: T - 1 pairs per row.
+        h, pos, neg = states[:, :-1], clicked[:, 1:], negative[:, 1:]
+        valid = mask[:, 1:]
+        first = self.mlp.first
+        w_h, w_e = first.weight.split([H, first.weight.shape[1] - H], dim=1)
+        shared = F.linear(h, w_h, first.bias)  # (B, T-1, H1), one term for both items
+        pos_logit = self.mlp.forward_from_first(shared + F.linear(pos, w_e), valid)
+        neg_logit = self.mlp.forward_from_first(shared + F.linear(neg, w_e), valid)
+        loss = F.binary_cross_entropy_with_logits(
+            pos_logit, torch.ones_like(pos_logit), reduction="none"
+        ) + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit), reduction="none")
+        weight = valid.to(loss.dtype)
+        return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+    def reference_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The literal concatenation, kept to check ``forward``."""
+        B, T, H = states.shape
+        valid = mask[:, 1:]
+        pos_logit = self.mlp(torch.cat([states[:, :-1], clicked[:, 1:]], dim=-1), valid)
+        neg_logit = self.mlp(torch.cat([states[:, :-1], negative[:, 1:]], dim=-1), valid)
+        loss = -F.logsigmoid(pos_logit) - F.logsigmoid(-neg_logit)
+        weight = valid.to(loss.dtype)
+        return (loss * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+class FusedAuxiliaryLoss(torch.autograd.Function):
+    """The auxiliary loss over flat pairs, with its gradients made in the same pass (C++, CPU).
+
+    ``h (N, H)``, ``pos (N, E)``, ``neg (N, E)``, ``weight (N)`` (valid / count), then the
+    weights of each layer ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the
+    output unit ``(1, H_L)``), then their biases -> the scalar loss. A loss's backward only
+    scales its gradients, so they are computed (when any input needs one) in ``forward``
+    while each tile's activations are in cache; ``backward`` multiplies them by the incoming
+    gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, h, pos, neg, weight, *params):
+        n = len(params) // 2
+        with_grad = any(ctx.needs_input_grad)
+        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), with_grad)
+        if with_grad:
+            ctx.save_for_backward(*grads)
+        return loss
+
+    @staticmethod
+    def backward(ctx, d_loss):
+        dh, dpos, dneg, *d_params = (g * d_loss for g in ctx.saved_tensors)
+        return dh, dpos, dneg, None, *d_params

@@ -1,0 +1,104 @@
+"""The auxiliary loss's fused C++ kernel against the literal concatenation: values, gradients, dispatch."""
+
+import pytest
+import torch
+
+from dien_core import AuxiliaryLoss, cpp
+from dien_core.aux_loss import FusedAuxiliaryLoss
+from tests.helpers import needs_cpp
+
+
+def inputs(B: int, T: int, H: int, E: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    tensors = [torch.randn(B, T, D, generator=g, dtype=dtype).requires_grad_() for D in (H, E, E)]
+    lengths = torch.randint(0, T + 1, (B,), generator=g)
+    lengths[:2] = torch.tensor([0, T])  # an empty row and a full one
+    return (*tensors, torch.arange(T)[None, :] < lengths[:, None])
+
+
+def loss_and_grads(aux: AuxiliaryLoss, forward, args):
+    *tensors, mask = args
+    loss = forward(*tensors, mask)
+    return [loss, *torch.autograd.grad(loss, [*tensors, *aux.parameters()])]
+
+
+@needs_cpp
+@pytest.mark.parametrize("hidden", [(100, 50), (7,), (9, 6, 4)])
+def test_kernel_equals_concatenation_values_and_gradients(hidden):
+    """Several tiles (1,160 pairs) split between threads, padded pairs, one to three hidden layers."""
+    torch.manual_seed(0)
+    aux = AuxiliaryLoss(6, 5, hidden, backend="cpp")
+    args = inputs(B=40, T=30, H=6, E=5, dtype=torch.float32)
+    got = loss_and_grads(aux, aux.forward, args)
+    want = loss_and_grads(aux, aux.reference_forward, args)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4), (a - b).abs().max()
+
+
+@needs_cpp
+def test_kernel_gradcheck_float64_and_thread_count():
+    torch.manual_seed(1)
+    aux = AuxiliaryLoss(4, 3, (5, 2), backend="cpp").double()
+    states, pos, neg, mask = inputs(B=5, T=6, H=4, E=3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s, p, n: aux(s, p, n, mask), (states, pos, neg))
+    weights = [p.detach().clone().requires_grad_() for p in aux.parameters()]
+    layers = [*aux.mlp.linears, aux.mlp.out]
+    n = len(layers)
+
+    def flat(*ws):  # the same loss as a function of the weights, for gradcheck
+        rows = [x.detach().reshape(-1, x.shape[-1]) for x in (states[:, :-1], pos[:, 1:], neg[:, 1:])]
+        valid = mask[:, 1:].reshape(-1).double()
+        ordered = [ws[2 * i] for i in range(n)] + [ws[2 * i + 1] for i in range(n)]  # parameters() alternates weight, bias
+        return FusedAuxiliaryLoss.apply(*rows, valid / valid.sum(), *ordered)
+
+    assert torch.autograd.gradcheck(flat, tuple(weights))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = aux(states, pos, neg, mask)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(one, aux(states, pos, neg, mask), atol=1e-12)
+
+
+@needs_cpp
+def test_kernel_without_grad_and_padding_garbage():
+    torch.manual_seed(2)
+    aux = AuxiliaryLoss(6, 5, (8, 4), backend="cpp")
+    states, pos, neg, mask = inputs(B=9, T=7, H=6, E=5, dtype=torch.float32)
+    with torch.no_grad():
+        got = aux(states, pos, neg, mask)
+        noisy = [x.clone() for x in (states, pos, neg)]
+        for x in noisy:
+            x[~mask] = 1e4  # padded steps: no weight, no NaN
+        assert torch.allclose(got, aux(*noisy, mask))
+    assert torch.allclose(got, aux.reference_forward(states, pos, neg, mask), atol=1e-6)
+    assert aux(states, pos, neg, torch.zeros_like(mask)) == 0
+
+
+@needs_cpp
+def test_auto_dispatch_and_fallbacks(monkeypatch):
+    torch.manual_seed(3)
+    aux = AuxiliaryLoss(6, 5, (8, 4))
+    args = inputs(B=4, T=5, H=6, E=5, dtype=torch.float32)
+    assert aux.backend == "auto" and aux.uses_kernel(args[0])
+    calls = []
+    compiled = cpp.kernels()
+
+    class Spy:
+        def aux_loss(self, *a):
+            calls.append("aux_loss")
+            return compiled.aux_loss(*a)
+
+    monkeypatch.setattr(cpp, "kernels", lambda: Spy())
+    kernel = aux(*args)
+    assert calls == ["aux_loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # low precision: the torch ops run
+        assert not aux.uses_kernel(args[0])
+    monkeypatch.setattr(cpp, "kernels", lambda: None)  # no build: auto falls back, cpp refuses
+    assert not aux.uses_kernel(args[0])
+    assert torch.allclose(kernel, aux(*args), atol=1e-6)
+    with pytest.raises(ValueError, match="backend 'cpp'"):
+        AuxiliaryLoss(6, 5, (8, 4), backend="cpp")(*args)
+    with pytest.raises(ValueError, match="unknown backend"):
+        AuxiliaryLoss(6, 5, (8, 4), backend="triton")
