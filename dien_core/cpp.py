@@ -1,5 +1,6 @@
 """dien_core's C++ kernels for CPU (``csrc/``), built on first use: ``FusedRecurrence``'s loops
-(``csrc/recurrence_cpu.cpp``) and the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``).
+(``csrc/recurrence_cpu.cpp``), the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``) and the
+embedding lookup's backward (``csrc/embedding_cpu.cpp``).
 
 torch's extension builder compiles them once per machine (about a minute) into a folder
 named by a hash of the sources, the torch and Python versions, the flags and the CPU, under
@@ -27,7 +28,7 @@ from types import ModuleType
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp")]
+SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp", "embedding_cpu.cpp")]
 NAME = "dien_core_cpu"
 # -march=native: built on the machine that runs it (the folder is keyed by its CPU). -fopenmp: ATen's
 # parallel_for is an OpenMP pragma in its header (without the flag it runs on one thread), and the
@@ -65,7 +66,7 @@ def import_built(path: Path) -> ModuleType:
 
 @cache
 def kernels() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``), or None where it cannot be built."""
+    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``embedding_backward``), or None where it cannot be built."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":
         return None
     try:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import cpp
 from .batch import Batch, step_mask
 from .config import VocabSizes
 
@@ -73,6 +74,26 @@ class FeatureEmbedding(nn.Module):
 
 
 def lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
-    """``table(ids)`` through index_select: its backward (index_add into zeros) is several times
-    cheaper on CPU than the embedding backward; callers mask padded steps themselves."""
-    return table.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, table.embedding_dim)
+    """``table(ids)`` as a row gather (``RowLookup``): its backward is a dense table gradient
+    made by the C++ kernel on CPU, else ``index_add`` into zeros (both several times cheaper on
+    CPU than the embedding backward); callers mask padded steps themselves."""
+    return RowLookup.apply(table.weight, ids.reshape(-1)).view(*ids.shape, table.embedding_dim)
+
+
+class RowLookup(torch.autograd.Function):
+    """``weight (V, D)``, ``ids (M)`` int64 -> ``weight[ids] (M, D)``; the gradient of ``weight`` is dense
+    ``(V, D)`` (as ``nn.Embedding``'s, so optimisers see the same thing)."""
+
+    @staticmethod
+    def forward(ctx, weight, ids):
+        ctx.save_for_backward(ids)
+        ctx.rows = weight.shape[0]
+        return weight.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ids,) = ctx.saved_tensors
+        kernels = cpp.kernels() if grad.device.type == "cpu" else None
+        if kernels is not None:
+            return kernels.embedding_backward(ids, grad, ctx.rows), None
+        return grad.new_zeros(ctx.rows, grad.shape[1]).index_add_(0, ids, grad), None

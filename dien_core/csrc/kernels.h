@@ -46,13 +46,14 @@ inline double tanh_of(double x) {
 
 // recurrence_cpu.cpp
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi, const at::Tensor& c0, const c10::optional<at::Tensor>& c1,
-                                     const at::Tensor& m, const at::Tensor& w_hh, const at::Tensor& b_hh, bool save);
-std::vector<at::Tensor> backward(const c10::optional<at::Tensor>& d_out, const c10::optional<at::Tensor>& d_last,
-                                 const at::Tensor& gates, const at::Tensor& n_all, const at::Tensor& gh_n, const at::Tensor& hs,
-                                 const at::Tensor& c0, const c10::optional<at::Tensor>& c1, const at::Tensor& m,
-                                 const at::Tensor& w_hh);
+                                     const at::Tensor& w_hh, const at::Tensor& b_hh, bool save);
+std::vector<at::Tensor> backward(const at::Tensor& d_hs, const at::Tensor& gates, const at::Tensor& n_all,
+                                 const at::Tensor& gh_n, const at::Tensor& hs, const at::Tensor& c0,
+                                 const c10::optional<at::Tensor>& c1, const at::Tensor& w_hh);
 // aux_loss_cpu.cpp
 std::vector<at::Tensor> aux_loss(const at::Tensor& h, const at::Tensor& pos, const at::Tensor& neg, const at::Tensor& weight,
                                  const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& biases, bool with_grad);
+// embedding_cpu.cpp
+at::Tensor embedding_backward(const at::Tensor& ids, const at::Tensor& grad, int64_t rows);
 
 }  // namespace dien_core

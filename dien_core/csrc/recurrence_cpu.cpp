@@ -3,10 +3,10 @@
 // Same equations and contract as ``PythonLoops`` there. Each step is one matrix
 // product over the whole batch (at::mm_out, on ATen's threads) and one pass over
 // the rows (split between threads at large batches) doing everything else: gates,
-// candidate, state update, the masked output, and only the saved tensors the
-// backward reads (none when no backward is coming). Inputs and outputs are
-// batch-major as the layers use them ((B, T, .): no transposed copies); the state
-// and what is saved for the backward are time-major ((T, B, .): one slice per step). The loops
+// candidate, state update, and only the saved tensors the backward reads (none when
+// no backward is coming). Everything is time-major ((T, B, .)): a step's rows are
+// one contiguous slice. (Batch-major inputs and outputs, to spare the layers' transposed
+// copies, were tried: the strided rows cost more in the loops than the copies.) The loops
 // over the H units are written for the compiler to vectorise (restrict pointers,
 // declared SIMD loops and reductions, a branch-free exp): float32 and bfloat16
 // compute in float, float64 (the gradient checks) in double with the library's exp.
@@ -26,11 +26,10 @@ namespace dien_core {
 constexpr int64_t kRowsPerTask = 256;
 
 template <typename scalar_t, bool HAS_Z>
-void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& m,
-                   const at::Tensor& w_hh, const at::Tensor& b_hh, bool save, at::Tensor& out, at::Tensor& hs,
-                   at::Tensor& gates, at::Tensor& n_all, at::Tensor& gh_n) {
+void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh,
+                   const at::Tensor& b_hh, bool save, at::Tensor& hs, at::Tensor& gates, at::Tensor& n_all, at::Tensor& gh_n) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t B = gi.size(0), T = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
+  const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const at::Tensor w_t = w_hh.t();
   const at::Tensor h0 = at::zeros({B, H}, gi.options());
   at::Tensor gh_step = at::empty({B, GH}, gi.options());  // W_hh h of one step (bias added below)
@@ -41,180 +40,161 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   const scalar_t* gi_p = gi.data_ptr<scalar_t>();
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
-  const scalar_t* m_p = m.data_ptr<scalar_t>();
-  scalar_t* out_p = out.data_ptr<scalar_t>();
+  scalar_t* hs_p = hs.data_ptr<scalar_t>();
   for (int64_t t = 0; t < T; ++t) {
-    // Without a backward to come only two state slots are kept, used in turn.
-    const int64_t slot = save ? t : t % 2;
-    const at::Tensor h_before = t == 0 ? h0 : hs[save ? t - 1 : (t - 1) % 2];
+    const at::Tensor h_before = t == 0 ? h0 : hs[t - 1];
     at::mm_out(gh_step, h_before, w_t);
     const scalar_t* __restrict__ gh_rows = gh_step.data_ptr<scalar_t>();
     const scalar_t* __restrict__ h_prev_rows = h_before.data_ptr<scalar_t>();
-    scalar_t* __restrict__ h_rows = hs.data_ptr<scalar_t>() + slot * B * H;
     at::parallel_for(0, B, kRowsPerTask, [&](int64_t b_begin, int64_t b_end) {
-      std::vector<acc_t> gate_buf(split);
-      acc_t* __restrict__ gate = gate_buf.data();
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        const int64_t bt = b * T + t, tb = t * B + b;
-        const scalar_t* __restrict__ x = gi_p + bt * GH;
-        const scalar_t* __restrict__ gh = gh_rows + b * GH;
-        const scalar_t* __restrict__ h_prev = h_prev_rows + b * H;
+    std::vector<acc_t> gate_buf(split);
+    acc_t* __restrict__ gate = gate_buf.data();
+    for (int64_t b = b_begin; b < b_end; ++b) {
+      const int64_t row = t * B + b;
+      const scalar_t* __restrict__ x = gi_p + row * GH;
+      const scalar_t* __restrict__ gh = gh_rows + b * GH;
+      const scalar_t* __restrict__ h_prev = h_prev_rows + b * H;
 #pragma omp simd
-        for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + acc_t(gh[j]) + bias_p[j]);
-        const acc_t u0 = c0_p[bt];
-        const acc_t u1 = HAS_Z ? acc_t(c1_p[bt]) : acc_t(0);
-        const acc_t keep = m_p[bt];
-        scalar_t* __restrict__ h_new = h_rows + b * H;
-        scalar_t* __restrict__ o = out_p + bt * H;
-        scalar_t* __restrict__ n_out = save ? n_all.data_ptr<scalar_t>() + tb * H : nullptr;
-        scalar_t* __restrict__ ghn_out = save ? gh_n.data_ptr<scalar_t>() + tb * H : nullptr;
+      for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + acc_t(gh[j]) + bias_p[j]);
+      const acc_t u0 = c0_p[row];
+      const acc_t u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
+      scalar_t* __restrict__ h_out = hs_p + row * H;
+      scalar_t* __restrict__ n_out = save ? n_all.data_ptr<scalar_t>() + row * H : nullptr;
+      scalar_t* __restrict__ ghn_out = save ? gh_n.data_ptr<scalar_t>() + row * H : nullptr;
 #pragma omp simd
-        for (int64_t j = 0; j < H; ++j) {
-          const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
-          const acc_t n = tanh_of(acc_t(x[split + j]) + gate[j] * ghn);
-          const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
-          const acc_t hp = h_prev[j];
-          const acc_t h = hp + u * (n - hp);
-          h_new[j] = scalar_t(h);
-          o[j] = scalar_t(h * keep);
-          if (save) {
-            n_out[j] = scalar_t(n);
-            ghn_out[j] = scalar_t(ghn);
-          }
-        }
+      for (int64_t j = 0; j < H; ++j) {
+        const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
+        const acc_t n = tanh_of(acc_t(x[split + j]) + gate[j] * ghn);
+        const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
+        const acc_t hp = h_prev[j];
+        h_out[j] = scalar_t(hp + u * (n - hp));
         if (save) {
-          scalar_t* __restrict__ gate_out = gates.data_ptr<scalar_t>() + tb * split;
-#pragma omp simd
-          for (int64_t j = 0; j < split; ++j) gate_out[j] = scalar_t(gate[j]);
+          n_out[j] = scalar_t(n);
+          ghn_out[j] = scalar_t(ghn);
         }
       }
+      if (save) {
+        scalar_t* __restrict__ gate_out = gates.data_ptr<scalar_t>() + row * split;
+#pragma omp simd
+        for (int64_t j = 0; j < split; ++j) gate_out[j] = scalar_t(gate[j]);
+      }
+    }
     });
   }
 }
 
-// forward: gi (B, T, G*H), c0 (B, T), c1 (B, T) or undefined, m (B, T) the step mask, w_hh (G*H, H),
-// b_hh (G*H), save -> out (B, T, H) the states times the mask, last (B, H) the state after step T - 1,
-// hs (T, B, H) every state, and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H)
-// (else hs keeps two steps and the rest is empty).
+// forward: gi (T, B, G*H), c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_hh (G*H), save
+// -> hs (T, B, H), and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H) (else empty).
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor& c0_any, const c10::optional<at::Tensor>& c1_opt,
-                                     const at::Tensor& m_any, const at::Tensor& w_hh, const at::Tensor& b_hh, bool save) {
-  const at::Tensor gi = gi_any.contiguous(), c0 = c0_any.contiguous(), m = m_any.contiguous();
-  const int64_t B = gi.size(0), T = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
+                                     const at::Tensor& w_hh, const at::Tensor& b_hh, bool save) {
+  const at::Tensor gi = gi_any.contiguous(), c0 = c0_any.contiguous();
+  const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
-  TORCH_CHECK(T > 0, "forward_loop: no steps");
   TORCH_CHECK(split == (has_z ? 2 * H : H), "gate blocks do not match c1");
-  auto out = at::empty({B, T, H}, gi.options());
-  auto hs = at::empty({save ? T : std::min<int64_t>(T, 2), B, H}, gi.options());
+  auto hs = at::empty({T, B, H}, gi.options());
   auto gates = save ? at::empty({T, B, split}, gi.options()) : at::empty({0}, gi.options());
   auto n_all = save ? at::empty({T, B, H}, gi.options()) : at::empty({0}, gi.options());
   auto gh_n = save ? at::empty({T, B, H}, gi.options()) : at::empty({0}, gi.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, gi.scalar_type(), "forward_loop", [&] {
     if (has_z)
-      forward_steps<scalar_t, true>(gi, c0, c1, m, w_hh, b_hh, save, out, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, true>(gi, c0, c1, w_hh, b_hh, save, hs, gates, n_all, gh_n);
     else
-      forward_steps<scalar_t, false>(gi, c0, c1, m, w_hh, b_hh, save, out, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, false>(gi, c0, c1, w_hh, b_hh, save, hs, gates, n_all, gh_n);
   });
-  const at::Tensor last = hs[save ? T - 1 : (T - 1) % 2].clone();
-  return {out, last, hs, gates, n_all, gh_n};
+  return {hs, gates, n_all, gh_n};
 }
 
 template <typename scalar_t, bool HAS_Z>
-void backward_steps(const at::Tensor& d_out, const at::Tensor& d_last, const at::Tensor& gates, const at::Tensor& n_all,
-                    const at::Tensor& gh_n, const at::Tensor& hs, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& m,
-                    const at::Tensor& w_hh, at::Tensor& dgi, at::Tensor& dgh, at::Tensor& dc0, at::Tensor& dc1) {
+void backward_steps(const at::Tensor& d_hs, const at::Tensor& gates, const at::Tensor& n_all, const at::Tensor& gh_n,
+                    const at::Tensor& hs, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh, at::Tensor& dgi,
+                    at::Tensor& dgh, at::Tensor& dc0, at::Tensor& dc1) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2), GH = dgi.size(2), split = GH - H;
-  const bool has_out = d_out.defined();
   // dL/dh_{t-1} = carried + through_w: the direct path dh_t * (1 - u_t) plus the path
   // through W_hh, dgh_t @ W_hh; kept apart so the product needs no copy of the addend.
-  // The gradient of the last state enters as the first carried one.
-  at::Tensor carried = d_last.defined() ? d_last.clone() : at::zeros({B, H}, hs.options());
-  at::Tensor through_w = at::zeros({B, H}, hs.options());
+  at::Tensor carried = at::zeros({B, H}, d_hs.options());
+  at::Tensor through_w = at::zeros({B, H}, d_hs.options());
   scalar_t* carried_p = carried.data_ptr<scalar_t>();
   const scalar_t* through_w_p = through_w.data_ptr<scalar_t>();
-  const std::vector<scalar_t> zero_row(H, scalar_t(0));  // h_{-1}, and d_out where there is none
-  const scalar_t* d_out_p = has_out ? d_out.data_ptr<scalar_t>() : nullptr;
+  const std::vector<scalar_t> zero_row(H, scalar_t(0));  // h_{-1}
+  const scalar_t* d_hs_p = d_hs.data_ptr<scalar_t>();
   const scalar_t* gates_p = gates.data_ptr<scalar_t>();
   const scalar_t* n_p = n_all.data_ptr<scalar_t>();
   const scalar_t* gh_n_p = gh_n.data_ptr<scalar_t>();
   const scalar_t* hs_p = hs.data_ptr<scalar_t>();
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
-  const scalar_t* m_p = m.data_ptr<scalar_t>();
   scalar_t* dgi_p = dgi.data_ptr<scalar_t>();
   scalar_t* dgh_p = dgh.data_ptr<scalar_t>();
   scalar_t* dc0_p = dc0.data_ptr<scalar_t>();
   scalar_t* dc1_p = HAS_Z ? dc1.data_ptr<scalar_t>() : nullptr;
   for (int64_t t = T - 1; t >= 0; --t) {
     at::parallel_for(0, B, kRowsPerTask, [&](int64_t b_begin, int64_t b_end) {
-      for (int64_t b = b_begin; b < b_end; ++b) {
-        const int64_t bt = b * T + t, tb = t * B + b;
-        const scalar_t* __restrict__ d_o = has_out ? d_out_p + bt * H : zero_row.data();
-        const scalar_t* __restrict__ r = gates_p + tb * split;
-        const scalar_t* __restrict__ z = r + H;  // read only when HAS_Z
-        const scalar_t* __restrict__ n = n_p + tb * H;
-        const scalar_t* __restrict__ ghn = gh_n_p + tb * H;
-        const scalar_t* __restrict__ h_prev = t > 0 ? hs_p + (tb - B) * H : zero_row.data();
-        const scalar_t* __restrict__ through = through_w_p + b * H;
-        scalar_t* __restrict__ carry = carried_p + b * H;
-        scalar_t* __restrict__ dgi_row = dgi_p + bt * GH;
-        scalar_t* __restrict__ dgh_row = dgh_p + tb * GH;
-        const acc_t u0 = c0_p[bt], u1 = HAS_Z ? acc_t(c1_p[bt]) : acc_t(0), keep = m_p[bt];
-        acc_t sum_du = 0, sum_du_z = 0;
+    for (int64_t b = b_begin; b < b_end; ++b) {
+      const int64_t row = t * B + b;
+      const scalar_t* __restrict__ d_out = d_hs_p + row * H;
+      const scalar_t* __restrict__ r = gates_p + row * split;
+      const scalar_t* __restrict__ z = r + H;  // read only when HAS_Z
+      const scalar_t* __restrict__ n = n_p + row * H;
+      const scalar_t* __restrict__ ghn = gh_n_p + row * H;
+      const scalar_t* __restrict__ h_prev = t > 0 ? hs_p + (row - B) * H : zero_row.data();
+      const scalar_t* __restrict__ through = through_w_p + b * H;
+      scalar_t* __restrict__ carry = carried_p + b * H;
+      scalar_t* __restrict__ dgi_row = dgi_p + row * GH;
+      scalar_t* __restrict__ dgh_row = dgh_p + row * GH;
+      const acc_t u0 = c0_p[row], u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
+      acc_t sum_du = 0, sum_du_z = 0;
 #pragma omp simd reduction(+ : sum_du, sum_du_z)
-        for (int64_t j = 0; j < H; ++j) {
-          const acc_t r_j = r[j];
-          const acc_t z_j = HAS_Z ? acc_t(z[j]) : acc_t(0);
-          const acc_t n_j = n[j];
-          const acc_t u = HAS_Z ? u0 + u1 * z_j : u0;
-          const acc_t dh = acc_t(carry[j]) + acc_t(through[j]) + acc_t(d_o[j]) * keep;
-          const acc_t jump = n_j - acc_t(h_prev[j]);  // dh/du
-          const acc_t dn = dh * u * (1 - n_j * n_j);  // dL/d(pre-activation of n)
-          const acc_t dr = dn * acc_t(ghn[j]) * r_j * (1 - r_j);
-          const acc_t du = dh * jump;
-          sum_du += du;
-          dgi_row[j] = dgh_row[j] = scalar_t(dr);
-          if (HAS_Z) {
-            sum_du_z += du * z_j;
-            dgi_row[H + j] = dgh_row[H + j] = scalar_t(du * u1 * z_j * (1 - z_j));
-          }
-          dgi_row[split + j] = scalar_t(dn);
-          dgh_row[split + j] = scalar_t(dn * r_j);
-          carry[j] = scalar_t(dh * (1 - u));
+      for (int64_t j = 0; j < H; ++j) {
+        const acc_t r_j = r[j];
+        const acc_t z_j = HAS_Z ? acc_t(z[j]) : acc_t(0);
+        const acc_t n_j = n[j];
+        const acc_t u = HAS_Z ? u0 + u1 * z_j : u0;
+        const acc_t dh = acc_t(carry[j]) + acc_t(through[j]) + acc_t(d_out[j]);
+        const acc_t jump = n_j - acc_t(h_prev[j]);  // dh/du
+        const acc_t dn = dh * u * (1 - n_j * n_j);  // dL/d(pre-activation of n)
+        const acc_t dr = dn * acc_t(ghn[j]) * r_j * (1 - r_j);
+        const acc_t du = dh * jump;
+        sum_du += du;
+        dgi_row[j] = dgh_row[j] = scalar_t(dr);
+        if (HAS_Z) {
+          sum_du_z += du * z_j;
+          dgi_row[H + j] = dgh_row[H + j] = scalar_t(du * u1 * z_j * (1 - z_j));
         }
-        dc0_p[bt] = scalar_t(sum_du);
-        if (HAS_Z) dc1_p[bt] = scalar_t(sum_du_z);
+        dgi_row[split + j] = scalar_t(dn);
+        dgh_row[split + j] = scalar_t(dn * r_j);
+        carry[j] = scalar_t(dh * (1 - u));
       }
+      dc0_p[row] = scalar_t(sum_du);
+      if (HAS_Z) dc1_p[row] = scalar_t(sum_du_z);
+    }
     });
     at::Tensor dgh_slot = dgh[t];
     at::mm_out(through_w, dgh_slot, w_hh);
   }
 }
 
-// backward: d_out (B, T, H) or undefined, d_last (B, H) or undefined, the saved gates (T, B, (G-1)*H),
-// n_all (T, B, H), gh_n (T, B, H), hs (T, B, H), c0 (B, T), c1 (B, T) or undefined, m (B, T), w_hh (G*H, H)
-// -> dgi (B, T, G*H), dgh (T, B, G*H), dc0 (B, T), dc1 (B, T) or undefined.
-std::vector<at::Tensor> backward(const c10::optional<at::Tensor>& d_out_opt, const c10::optional<at::Tensor>& d_last_opt,
-                                 const at::Tensor& gates_any, const at::Tensor& n_all_any, const at::Tensor& gh_n_any,
-                                 const at::Tensor& hs_any, const at::Tensor& c0_any, const c10::optional<at::Tensor>& c1_opt,
-                                 const at::Tensor& m_any, const at::Tensor& w_hh) {
-  const at::Tensor gates = gates_any.contiguous(), n_all = n_all_any.contiguous(), gh_n = gh_n_any.contiguous();
-  const at::Tensor hs = hs_any.contiguous(), c0 = c0_any.contiguous(), m = m_any.contiguous();
-  const at::Tensor d_out = d_out_opt.has_value() && d_out_opt->defined() ? d_out_opt->contiguous() : at::Tensor();
-  const at::Tensor d_last = d_last_opt.has_value() && d_last_opt->defined() ? d_last_opt->contiguous() : at::Tensor();
+// backward: d_hs (T, B, H) and the saved gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H),
+// hs (T, B, H), c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H)
+// -> dgi (T, B, G*H), dgh (T, B, G*H), dc0 (T, B, 1), dc1 (T, B, 1) or undefined.
+std::vector<at::Tensor> backward(const at::Tensor& d_hs_any, const at::Tensor& gates_any, const at::Tensor& n_all_any,
+                                 const at::Tensor& gh_n_any, const at::Tensor& hs_any, const at::Tensor& c0_any,
+                                 const c10::optional<at::Tensor>& c1_opt, const at::Tensor& w_hh) {
+  const at::Tensor d_hs = d_hs_any.contiguous(), gates = gates_any.contiguous(), n_all = n_all_any.contiguous();
+  const at::Tensor gh_n = gh_n_any.contiguous(), hs = hs_any.contiguous(), c0 = c0_any.contiguous();
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
   const int64_t T = hs.size(0), B = hs.size(1), GH = w_hh.size(0);
-  auto dgi = at::empty({B, T, GH}, hs.options());
-  auto dgh = at::empty({T, B, GH}, hs.options());
-  auto dc0 = at::empty({B, T}, hs.options());
-  auto dc1 = has_z ? at::empty({B, T}, hs.options()) : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, hs.scalar_type(), "backward", [&] {
+  auto dgi = at::empty({T, B, GH}, d_hs.options());
+  auto dgh = at::empty({T, B, GH}, d_hs.options());
+  auto dc0 = at::empty({T, B, 1}, d_hs.options());
+  auto dc1 = has_z ? at::empty({T, B, 1}, d_hs.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, d_hs.scalar_type(), "backward", [&] {
     if (has_z)
-      backward_steps<scalar_t, true>(d_out, d_last, gates, n_all, gh_n, hs, c0, c1, m, w_hh, dgi, dgh, dc0, dc1);
+      backward_steps<scalar_t, true>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1);
     else
-      backward_steps<scalar_t, false>(d_out, d_last, gates, n_all, gh_n, hs, c0, c1, m, w_hh, dgi, dgh, dc0, dc1);
+      backward_steps<scalar_t, false>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1);
   });
   return {dgi, dgh, dc0, dc1};
 }

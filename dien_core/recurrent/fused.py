@@ -26,36 +26,34 @@ import torch
 
 
 class FusedRecurrence(torch.autograd.Function):
-    """``gi (B, T, G*H)`` (input projections), ``c0 (B, T)``, ``c1 (B, T) or None``, ``m (B, T)``
-    (the step mask as 0/1), ``w_hh (G*H, H)``, ``b_hh (G*H)``, the ``loops`` form, ``save``
-    (False: no backward will run, so the loop keeps nothing for it) -> ``out (B, T, H)``, the
-    states times the mask, and ``last (B, H)``, the state after step T - 1.
+    """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
+    ``b_hh (G*H)``, the ``loops`` form, ``save`` (False: no backward will run, so the loop
+    keeps nothing for it) -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
 
     Backward: ``loops.backward`` returns the gradients of the pre-activations
-    (``dgi (B, T, G*H)``, ``dgh (T, B, G*H)``) and of ``c0, c1``; its sequential loop
-    carries ``dh`` alone: ``dgh_t = dh_t * K_t`` (K stacks the gate derivatives) and
+    (``dgi``, ``dgh``) and of ``c0, c1``; its sequential loop carries ``dh`` alone:
+    ``dgh_t = dh_t * K_t`` (K stacks the gate derivatives) and
     ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The weight gradients are one
-    product and one sum over all steps. An output nobody used has no gradient (None).
+    product and one sum over all steps.
     """
 
     @staticmethod
-    def forward(ctx, gi, c0, c1, m, w_hh, b_hh, loops, save):
-        out, last, hs, gates, n_all, gh_n = loops.forward_loop(gi, c0, c1, m, w_hh, b_hh, save)
-        ctx.save_for_backward(gates, n_all, gh_n, hs, c0, c1, m, w_hh)
+    def forward(ctx, gi, c0, c1, w_hh, b_hh, loops, save):
+        hs, gates, n_all, gh_n = loops.forward_loop(gi, c0, c1, w_hh, b_hh, save)
+        ctx.save_for_backward(gates, n_all, gh_n, hs, c0, c1, w_hh)
         ctx.loops = loops
-        ctx.set_materialize_grads(False)
-        return out, last
+        return hs
 
     @staticmethod
-    def backward(ctx, d_out, d_last):
-        gates, n_all, gh_n, hs, c0, c1, m, w_hh = ctx.saved_tensors
+    def backward(ctx, d_hs):
+        gates, n_all, gh_n, hs, c0, c1, w_hh = ctx.saved_tensors
         T, B, H = hs.shape
         GH = w_hh.shape[0]
-        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_out, d_last, gates, n_all, gh_n, hs, c0, c1, m, w_hh)
+        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh)
         # sum_t dgh_t^T h_{t-1}; h_{-1} = 0 drops step 0
         d_w_hh = dgh[1:].reshape((T - 1) * B, GH).t() @ hs[:-1].reshape((T - 1) * B, H)
         d_b_hh = dgh.sum(dim=(0, 1))
-        return dgi, dc0, dc1, None, d_w_hh, d_b_hh, None, None
+        return dgi, dc0, dc1, d_w_hh, d_b_hh, None, None
 
 
 class PythonLoops:
@@ -64,14 +62,10 @@ class PythonLoops:
     each step's elementwise work in one pass, the backward's per-step factors inside its loop."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, m, w_hh, b_hh, save=True):
-        """``gi (B, T, G*H)``, ``c0, c1, m (B, T)`` -> ``out (B, T, H)``, ``last (B, H)``,
-        ``hs (T, B, H)``, ``gates (T, B, (G-1)*H)`` (sigmoid r, z), ``n_all (T, B, H)``,
-        ``gh_n (T, B, H)`` (the n block of ``W_hh h + b_hh``, needed for ``dr``).
-        ``save=False`` (no backward to come): the last three are empty."""
-        out_mask = m.t().unsqueeze(-1)  # (T, B, 1)
-        gi, c0 = gi.transpose(0, 1), c0.t().unsqueeze(-1)  # time-major: one slice per step
-        c1 = c1.t().unsqueeze(-1) if c1 is not None else None
+    def forward_loop(gi, c0, c1, w_hh, b_hh, save=True):
+        """``gi (T, B, G*H)``, ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``, ``gates (T, B, (G-1)*H)``
+        (sigmoid r, z), ``n_all (T, B, H)``, ``gh_n (T, B, H)`` (the n block of ``W_hh h + b_hh``,
+        needed for ``dr``). ``save=False`` (no backward to come): the last three are empty."""
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         split = GH - H
@@ -88,26 +82,18 @@ class PythonLoops:
             n = torch.tanh(torch.addcmul(gi[t, :, split:], gate[:, :H], gh[:, split:], out=n_all[t]), out=n_all[t])
             u = torch.addcmul(c0[t], c1[t], gate[:, H:]) if c1 is not None else c0[t]
             h = torch.addcmul(h, u, n - h, out=hs[t])
-        out, last = (hs * out_mask).transpose(0, 1), hs[-1]
         if not save:
-            return out, last, hs, gi.new_empty(0), gi.new_empty(0), gi.new_empty(0)
-        return out, last, hs, gates, n_all, gh_n
+            return hs, gi.new_empty(0), gi.new_empty(0), gi.new_empty(0)
+        return hs, gates, n_all, gh_n
 
     @staticmethod
-    def backward(d_out, d_last, gates, n_all, gh_n, hs, c0, c1, m, w_hh):
-        """``d_out (B, T, H)`` and ``d_last (B, H)`` (either may be None) and the saved tensors ->
-        ``dgi (B, T, G*H)``, ``dgh (T, B, G*H)``, ``dc0, dc1 (B, T)``.
+    def backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh):
+        """Saved forward tensors and ``d_hs (T, B, H)`` -> ``dgi, dgh (T, B, G*H)``, ``dc0, dc1 (T, B, 1)``.
 
         Every factor that does not depend on the incoming gradient is computed for all
         steps at once; the loop is left with ``dh``."""
         has_z = c1 is not None
         T, B, H = hs.shape
-        d_hs = hs.new_zeros(T, B, H)  # dL/dh_t from outside the recurrence
-        if d_out is not None:
-            d_hs += (d_out * m.unsqueeze(-1)).transpose(0, 1)
-        if d_last is not None:
-            d_hs[-1] += d_last
-        c0, c1 = c0.t().unsqueeze(-1), c1.t().unsqueeze(-1) if has_z else None
         G = 3 if has_z else 2
         split = (G - 1) * H
         h_prev = torch.cat([hs.new_zeros(1, B, H), hs[:-1]], dim=0)
@@ -134,7 +120,7 @@ class PythonLoops:
         dc0 = du.sum(dim=-1, keepdim=True)
         dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
         dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
-        return dgi.transpose(0, 1), dgh, dc0.squeeze(-1).t(), dc1.squeeze(-1).t() if has_z else None
+        return dgi, dgh, dc0, dc1
 
 
 def fused_recurrence(
@@ -154,27 +140,29 @@ def fused_recurrence(
     H = w_hh.shape[1]
     if T == 0:
         return x.new_zeros(B, 0, H), x.new_zeros(B, H)
-    m = mask.to(x.dtype)  # (B, T)
+    m = mask.t().unsqueeze(-1).to(x.dtype)  # (T, B, 1)
+    a = att.t().unsqueeze(-1) if att is not None else None  # (T, B, 1)
     if kind == "AIGRU":
         x = x * att.unsqueeze(-1)
-    gi = torch.nn.functional.linear(x, w_ih, b_ih)  # (B, T, G*H): every step's input projection in one product
+    # One product for every step's input projection; time-major for cheap per-step slices.
+    gi = torch.nn.functional.linear(x.transpose(0, 1), w_ih, b_ih).contiguous()  # (T, B, G*H)
     if kind in ("GRU", "AIGRU"):
         c0, c1 = m, -m
     elif kind == "AGRU":
-        c0, c1 = m * att, None
+        c0, c1 = m * a, None
     elif convention == "paper":
-        c0 = m * att
+        c0 = m * a
         c1 = -c0
     else:
-        c0, c1 = m, m * (att - 1)
+        c0, c1 = m, m * (a - 1)
     # Under autocast the input projection above ran in the low-precision dtype; the loop runs
     # in the weights' dtype (its products are small, its state accumulates) with autocast off.
     dtype = w_hh.dtype
     with torch.autocast(x.device.type, enabled=False):
-        inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, m.to(dtype), w_hh, b_hh)
+        inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
         save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)  # else no backward
-        out, last = FusedRecurrence.apply(*inputs, loops, save)
-    return out, last
+        hs = FusedRecurrence.apply(*inputs, loops, save)
+    return (hs * m).transpose(0, 1), hs[-1]
 
 
 def native_gru(

@@ -1,4 +1,5 @@
-"""The auxiliary loss's fused C++ kernel against the literal concatenation: values, gradients, dispatch."""
+"""The C++ kernels outside the recurrence: the fused auxiliary loss against the literal concatenation
+(values, gradients, dispatch), and the embedding lookup's backward against nn.Embedding."""
 
 import pytest
 import torch
@@ -102,3 +103,22 @@ def test_auto_dispatch_and_fallbacks(monkeypatch):
         AuxiliaryLoss(6, 5, (8, 4), backend="cpp")(*args)
     with pytest.raises(ValueError, match="unknown backend"):
         AuxiliaryLoss(6, 5, (8, 4), backend="triton")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_kernel", [pytest.param(True, marks=needs_cpp), False])
+def test_row_lookup_gradient_equals_nn_embedding(dtype, with_kernel, monkeypatch):
+    """Repeated ids (accumulated), id 0, enough rows for the kernel to split the table between threads."""
+    from dien_core.embedding import lookup
+
+    if not with_kernel:
+        monkeypatch.setattr(cpp, "kernels", lambda: None)
+    torch.manual_seed(5)
+    table = torch.nn.Embedding(50, 3).to(dtype)
+    ids = torch.randint(0, 50, (3000, 4))
+    ids[0] = 7  # one id many times
+    weights = torch.randn(3000, 4, 3, dtype=dtype)
+    (got,) = torch.autograd.grad((lookup(table, ids) * weights).sum(), table.weight)
+    (want,) = torch.autograd.grad((table(ids) * weights).sum(), table.weight)
+    assert torch.allclose(got, want, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(lookup(table, ids), table(ids))
