@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.benchmark import Timer
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import peers, results_io
@@ -87,8 +88,19 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def count_flops(step: Callable[[], None]) -> float:
-    with FlopCounterMode(display=False) as counter:
-        step()
+    """FLOPs of one step as torch's counter sees its operators. The C++ kernels call ATen inside
+    their own parallel regions, where the counter does not look, so the count runs on one thread
+    (the regions then run on the calling thread); their in-place accumulating products
+    (``addmm_``) count as ``addmm``."""
+    if torch.ops.aten.addmm_ not in flop_counter.flop_registry:
+        flop_counter.register_flop_formula(torch.ops.aten.addmm_, get_raw=True)(flop_counter.addmm_flop)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step()
+    finally:
+        torch.set_num_threads(threads)
     return float(counter.get_total_flops())
 
 

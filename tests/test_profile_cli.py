@@ -1,5 +1,6 @@
 """`python -m bench profile` through the CLI on CPU."""
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from bench.cli import main
+from tests.helpers import needs_cpp
 
 COLUMNS = ["model", "mode", "device", "dtype", "batch", "seq_len", "lengths", "median_ms", "iqr_ms", "samples_per_s", "peak_mem_mb"]
 FAST = ["--min-run-time", "0.05", "--rounds", "1", "--batch-sizes", "8"]
@@ -104,3 +106,20 @@ def test_report_leaves_cells_it_has_no_timing_for_blank():
     assert "nan" not in md
     speedup_rows = [" ".join(line.split()) for line in md.splitlines() if line.startswith("| train")]
     assert speedup_rows == ["| train | din | bfloat16 | 8 | | 3.00x |", "| train | din | float32 | 8 | 2.00x | 2.00x |"]
+
+
+@needs_cpp
+def test_flop_count_sees_inside_the_cpp_kernels():
+    """The fused auxiliary loss does the same products as its torch-op form, partly in its own
+    parallel region and with in-place accumulation: the count must not depend on which runs."""
+    from bench.profile import count_flops
+    from bench.profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, make_step, random_batch
+
+    batch = random_batch(600, 6, "full", REALISTIC_VOCAB, torch.device("cpu"))  # 3,000 pairs: several tiles
+    fused = make_step("dien-augru+aux", "train", batch, torch.device("cpu"), torch.float32)
+    torch_ops = make_step(
+        "dien-augru+aux", "train", batch, torch.device("cpu"), torch.float32, dataclasses.replace(PAPER_SHAPES, backend="fused")
+    )
+    threads = torch.get_num_threads()
+    assert count_flops(fused) == pytest.approx(count_flops(torch_ops), rel=1e-9)
+    assert torch.get_num_threads() == threads
