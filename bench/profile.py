@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.benchmark import Timer
 from torch.utils import flop_counter
+from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import peers, results_io

@@ -1,12 +1,12 @@
 """dien_core: the one DIEN core (embeddings, attention, recurrent layers, interest layers, head)."""
 
 from .attention import AttentionUnit
+from .aux_loss import AuxiliaryLoss
 from .batch import Batch, Output, step_mask
 from .config import ModelConfig, VocabSizes
 from .dien import DIEN
 from .embedding import FeatureEmbedding
 from .head import Head
-from .aux_loss import AuxiliaryLoss
 from .interest import InterestEvolution, InterestExtractor
 from .loss import total_loss
 

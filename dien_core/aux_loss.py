@@ -53,9 +53,10 @@ class AuxiliaryLoss(nn.Module):
         # Pair the state at t with the behaviour at t + 1: B * (T - 1) rows.
         valid = mask[:, 1:].reshape(-1).to(states.dtype)
         weight = valid / valid.sum().clamp_min(1.0)  # the mean over valid pairs as per-row weights
-        rows = [x[:, s].reshape(-1, D) for x, s, D in ((states, slice(0, -1), H), (clicked, slice(1, None), E), (negative, slice(1, None), E))]
+        h = states[:, :-1].reshape(-1, H)
+        pos, neg = clicked[:, 1:].reshape(-1, E), negative[:, 1:].reshape(-1, E)
         layers = [*self.mlp.linears, self.mlp.out]
-        return FusedAuxiliaryLoss.apply(*rows, weight, *[lin.weight for lin in layers], *[lin.bias for lin in layers])
+        return FusedAuxiliaryLoss.apply(h, pos, neg, weight, *[lin.weight for lin in layers], *[lin.bias for lin in layers])
 
     def torch_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape

@@ -83,10 +83,8 @@ def kernels() -> ModuleType | None:
         print(f"dien_core: building the C++ kernels in {folder} (once, ~1 min)", file=sys.stderr, flush=True)
         sources = [str(path) for path in SOURCES]
         return cpp_extension.load(NAME, sources, extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False)
-    except Exception as error:  # noqa: BLE001 - any build failure means "use the Python loops"
-        warnings.warn(
-            f"dien_core: C++ kernels unavailable ({type(error).__name__}: {error}); using the torch-op forms", stacklevel=2
-        )
+    except Exception as error:  # noqa: BLE001 - any build failure means "use the torch-op forms"
+        warnings.warn(f"dien_core: C++ kernels unavailable ({type(error).__name__}: {error}); using the torch-op forms", stacklevel=2)
         return None
 
 

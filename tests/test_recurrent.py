@@ -6,6 +6,7 @@ import torch
 from dien_core import cpp
 from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
 from tests.helpers import needs_cpp
+
 BACKENDS = ["reference", "fused", pytest.param("cpp", marks=needs_cpp)]
 FAST_BACKENDS = ["fused", pytest.param("cpp", marks=needs_cpp)]
 

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..batch import step_mask
 from .. import cpp
+from ..batch import step_mask
 from .fused import PythonLoops, fused_recurrence, native_gru
 from .reference import reference_recurrence
 
