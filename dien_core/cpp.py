@@ -30,18 +30,24 @@ import torch
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp", "embedding_cpu.cpp")]
 NAME = "dien_core_cpu"
-# -march=native: built on the machine that runs it (the folder is keyed by its CPU). -fopenmp: ATen's
-# parallel_for is an OpenMP pragma in its header (without the flag it runs on one thread), and the
-# SIMD loops are declared with OpenMP pragmas; -fno-math-errno lets them vectorise.
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
+# Builds tried in order: (name, compile flags, link flags). "native": -march=native (built on the
+# machine that runs it; the folder is keyed by its CPU), -fopenmp (ATen's parallel_for is an OpenMP
+# pragma in its header: without the flag it runs on one thread; the SIMD loops are OpenMP pragmas
+# too), -fno-math-errno (lets them vectorise). "portable": for compilers without OpenMP or
+# -march=native (Apple clang): the same code on one thread per kernel.
+BUILDS = (
+    ("native", ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"], ["-fopenmp"]),
+    ("portable", ["-O3", "-fno-math-errno"], []),
+)
+FLAGS = BUILDS[0][1]
 STALE_LOCK_SECONDS = 600  # a build takes about a minute; a lock this old belongs to a killed build
 
 
-def build_directory() -> Path:
+def build_directory(flags: list[str] = FLAGS) -> Path:
     from torch.utils import cpp_extension
 
     # the library is built for this torch, this Python and this CPU
-    stamp = f"{torch.__version__} {sys.version} {' '.join(FLAGS)} {cpu_features()}".encode()
+    stamp = f"{torch.__version__} {sys.version} {' '.join(flags)} {cpu_features()}".encode()
     code = b"".join(path.read_bytes() for path in sorted(CSRC.iterdir()) if path.suffix in (".cpp", ".h"))
     key = hashlib.sha256(code + stamp).hexdigest()[:16]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
@@ -66,26 +72,38 @@ def import_built(path: Path) -> ModuleType:
 
 @cache
 def kernels() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``embedding_backward``), or None where it cannot be built."""
+    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``embedding_backward``), or None
+    where no build succeeds. A build that failed leaves ``failed`` (the compiler's message) in its
+    folder, so later processes go straight to the next one; delete it to try again."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":
         return None
-    try:
-        folder = build_directory()
-        built = folder / f"{NAME}.so"
-        if built.is_file():
-            return import_built(built)
-        from torch.utils import cpp_extension
+    errors = []
+    for name, cflags, ldflags in BUILDS:
+        try:
+            folder = build_directory(cflags)
+            built, failed = folder / f"{NAME}.so", folder / "failed"
+            if built.is_file():
+                return import_built(built)
+            if failed.is_file():
+                errors.append(f"{name}: failed before, see {failed}")
+                continue
+            from torch.utils import cpp_extension
 
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = folder / "lock"
-        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
-            lock.unlink(missing_ok=True)
-        print(f"dien_core: building the C++ kernels in {folder} (once, ~1 min)", file=sys.stderr, flush=True)
-        sources = [str(path) for path in SOURCES]
-        return cpp_extension.load(NAME, sources, extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], build_directory=str(folder), verbose=False)
-    except Exception as error:  # noqa: BLE001 - any build failure means "use the torch-op forms"
-        warnings.warn(f"dien_core: C++ kernels unavailable ({type(error).__name__}: {error}); using the torch-op forms", stacklevel=2)
-        return None
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = folder / "lock"
+            if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_SECONDS:
+                lock.unlink(missing_ok=True)
+            print(f"dien_core: building the C++ kernels ({name}) in {folder} (once, ~1 min)", file=sys.stderr, flush=True)
+            sources = [str(path) for path in SOURCES]
+            try:
+                return cpp_extension.load(NAME, sources, extra_cflags=cflags, extra_ldflags=ldflags, build_directory=str(folder))
+            except Exception as error:  # noqa: BLE001 - a compile error: remember it, try the next build
+                failed.write_text(f"{type(error).__name__}: {error}\n")
+                raise
+        except Exception as error:  # noqa: BLE001 - any build failure means "try the next, else the torch-op forms"
+            errors.append(f"{name}: {type(error).__name__}: {error}")
+    warnings.warn(f"dien_core: C++ kernels unavailable ({'; '.join(errors)}); using the torch-op forms", stacklevel=2)
+    return None
 
 
 def available() -> bool:

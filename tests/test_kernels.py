@@ -1,6 +1,8 @@
 """The C++ kernels outside the recurrence: the fused auxiliary loss against the literal concatenation
 (values, gradients, dispatch), and the embedding lookup's backward against nn.Embedding."""
 
+import os
+
 import pytest
 import torch
 
@@ -122,3 +124,29 @@ def test_row_lookup_gradient_equals_nn_embedding(dtype, with_kernel, monkeypatch
     (want,) = torch.autograd.grad((table(ids) * weights).sum(), table.weight)
     assert torch.allclose(got, want, atol=1e-5 if dtype == torch.float32 else 1e-12)
     assert torch.equal(lookup(table, ids), table(ids))
+
+
+@needs_cpp
+@pytest.mark.slow
+def test_portable_build_when_the_native_one_fails(tmp_path):
+    """A compiler that rejects the native flags (Apple clang has no -fopenmp) gets the portable build,
+    which must compile and compute the same; the failure is remembered for later processes."""
+    import subprocess
+    import sys
+
+    code = """
+import torch
+import dien_core.cpp as c
+from dien_core.recurrent.fused import PythonLoops
+c.BUILDS = (("native", ["-O3", "-fno-such-flag"], []),) + c.BUILDS[1:]
+k = c.kernels()
+assert k is not None
+assert (c.build_directory(["-O3", "-fno-such-flag"]) / "failed").is_file()
+gi, c0, w, b = torch.randn(4, 3, 12), torch.rand(4, 3, 1), torch.randn(12, 4), torch.randn(12)
+got, want = k.forward_loop(gi, c0, -c0, w, b, True), PythonLoops.forward_loop(gi, c0, -c0, w, b, True)
+assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(got, want))
+print("portable ok")
+"""
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and "portable ok" in done.stdout, done.stderr[-3000:]

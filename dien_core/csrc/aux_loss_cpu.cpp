@@ -11,7 +11,9 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 
 #include <algorithm>
 #include <vector>
@@ -36,9 +38,11 @@ struct Workspace {
 // While alive, products called from this thread run on it alone: inside the tiles' parallel
 // region a nested team only adds waits. Restores the setting (the region may run inline).
 struct SingleThreadedProducts {
+#ifdef _OPENMP
   const int outer = omp_get_max_threads();
   SingleThreadedProducts() { omp_set_num_threads(1); }
   ~SingleThreadedProducts() { omp_set_num_threads(outer); }
+#endif
 };
 
 // x <- sigmoid(x), in place over a contiguous tensor.
