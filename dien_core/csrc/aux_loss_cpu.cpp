@@ -23,7 +23,7 @@
 namespace dien_core {
 namespace {
 
-constexpr int64_t kTileRows = 512;  // pairs per tile: 2 x 256 rows of activations stay in L2
+constexpr int64_t kTileRows = 512;  // pairs per tile: the 2 x 512 rows of activations and gradients stay in L2
 
 // One thread's weight-gradient accumulators and tile buffers (allocated once: allocating
 // per tile costs page faults and serialises the threads on the allocator).
