@@ -37,13 +37,8 @@ class AuxiliaryLoss(nn.Module):
         self.mlp = MLP(hidden_size + behaviour_dim, hidden, "sigmoid")
 
     def uses_kernel(self, states: torch.Tensor) -> bool:
-        if self.backend in ("reference", "fused"):
-            return False
-        on_cpu = states.device.type == "cpu"
-        if self.backend == "cpp" and not (on_cpu and cpp.available()):
-            raise ValueError("backend 'cpp': the auxiliary loss kernel needs CPU tensors and the C++ build; use 'auto'")
         plain = states.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(states.device.type)
-        return on_cpu and plain and len(self.mlp.linears) > 0 and cpp.available()
+        return cpp.use_kernels(self.backend, states.device) and plain and len(self.mlp.linears) > 0
 
     def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
@@ -56,7 +51,8 @@ class AuxiliaryLoss(nn.Module):
         h = states[:, :-1].reshape(-1, H)
         pos, neg = clicked[:, 1:].reshape(-1, E), negative[:, 1:].reshape(-1, E)
         layers = [*self.mlp.linears, self.mlp.out]
-        return FusedAuxiliaryLoss.apply(h, pos, neg, weight, *[lin.weight for lin in layers], *[lin.bias for lin in layers])
+        params = [*[lin.weight for lin in layers], *[lin.bias for lin in layers]]
+        return FusedAuxiliaryLoss.apply(cpp.needs_backward(h, pos, neg, *params), h, pos, neg, weight, *params)
 
     def torch_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
@@ -88,18 +84,17 @@ class AuxiliaryLoss(nn.Module):
 class FusedAuxiliaryLoss(torch.autograd.Function):
     """The auxiliary loss over flat pairs, with its gradients made in the same pass (C++, CPU).
 
-    ``h (N, H)``, ``pos (N, E)``, ``neg (N, E)``, ``weight (N)`` (valid / count), then the
-    weights of each layer ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the
-    output unit ``(1, H_L)``), then their biases -> the scalar loss. A loss's backward only
-    scales its gradients, so they are computed (when any input needs one) in ``forward``
-    while each tile's activations are in cache; ``backward`` multiplies them by the incoming
-    gradient.
+    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``h (N, H)``, ``pos (N, E)``,
+    ``neg (N, E)``, ``weight (N)`` (valid / count), then the weights of each layer
+    ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the output unit ``(1, H_L)``),
+    then their biases -> the scalar loss. A loss's backward only scales its gradients, so they
+    are computed (when ``with_grad``) in ``forward`` while each tile's activations are in cache;
+    ``backward`` multiplies them by the incoming gradient.
     """
 
     @staticmethod
-    def forward(ctx, h, pos, neg, weight, *params):
+    def forward(ctx, with_grad, h, pos, neg, weight, *params):
         n = len(params) // 2
-        with_grad = any(ctx.needs_input_grad)
         loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), with_grad)
         if with_grad:
             ctx.save_for_backward(*grads)
@@ -108,4 +103,4 @@ class FusedAuxiliaryLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_loss):
         dh, dpos, dneg, *d_params = (g * d_loss for g in ctx.saved_tensors)
-        return dh, dpos, dneg, None, *d_params
+        return None, dh, dpos, dneg, None, *d_params

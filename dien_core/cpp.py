@@ -108,3 +108,22 @@ def kernels() -> ModuleType | None:
 
 def available() -> bool:
     return kernels() is not None
+
+
+def use_kernels(backend: str, device: torch.device) -> bool:
+    """Whether a module on ``backend`` runs its C++ kernel for tensors on ``device``: always on
+    "cpp" (a ValueError where it cannot), on "auto" for CPU tensors where the build succeeded."""
+    if backend == "cpp":
+        if device.type != "cpu":
+            raise ValueError(f"backend 'cpp' runs on CPU tensors only, got {device.type}; use 'auto' or 'fused'")
+        if not available():
+            raise ValueError("backend 'cpp': the C++ kernels could not be built here (see the warning); use 'auto' or 'fused'")
+        return True
+    return backend == "auto" and device.type == "cpu" and available()
+
+
+def needs_backward(*tensors: torch.Tensor | None) -> bool:
+    """Whether autograd will run the backward of a Function applied to ``tensors``, for kernels that
+    keep (or compute) what it needs only then. Ask before ``apply``: inside ``forward``,
+    ``ctx.needs_input_grad`` ignores ``torch.no_grad``."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)

@@ -52,7 +52,7 @@ def test_kernel_gradcheck_float64_and_thread_count():
         rows = [x.detach().reshape(-1, x.shape[-1]) for x in (states[:, :-1], pos[:, 1:], neg[:, 1:])]
         valid = mask[:, 1:].reshape(-1).double()
         ordered = [ws[2 * i] for i in range(n)] + [ws[2 * i + 1] for i in range(n)]  # parameters() alternates weight, bias
-        return FusedAuxiliaryLoss.apply(*rows, valid / valid.sum(), *ordered)
+        return FusedAuxiliaryLoss.apply(True, *rows, valid / valid.sum(), *ordered)
 
     assert torch.autograd.gradcheck(flat, tuple(weights))
     threads = torch.get_num_threads()
@@ -65,12 +65,23 @@ def test_kernel_gradcheck_float64_and_thread_count():
 
 
 @needs_cpp
-def test_kernel_without_grad_and_padding_garbage():
+def test_kernel_without_grad_and_padding_garbage(monkeypatch):
+    """Under no_grad (inputs and weights still require grad) the kernel is asked for no gradients."""
     torch.manual_seed(2)
     aux = AuxiliaryLoss(6, 5, (8, 4), backend="cpp")
     states, pos, neg, mask = inputs(B=9, T=7, H=6, E=5, dtype=torch.float32)
+    compiled, asked = cpp.kernels(), []
+
+    class Spy:
+        def aux_loss(self, *args):
+            asked.append(args[-1])  # with_grad
+            return compiled.aux_loss(*args)
+
+    monkeypatch.setattr(cpp, "kernels", lambda: Spy())
     with torch.no_grad():
         got = aux(states, pos, neg, mask)
+    assert asked == [False]
+    with torch.no_grad():
         noisy = [x.clone() for x in (states, pos, neg)]
         for x in noisy:
             x[~mask] = 1e4  # padded steps: no weight, no NaN

@@ -28,7 +28,7 @@ constexpr int64_t kTileRows = 512;  // pairs per tile: the 2 x 512 rows of activ
 // One thread's weight-gradient accumulators and tile buffers (allocated once: allocating
 // per tile costs page faults and serialises the threads on the allocator).
 struct Workspace {
-  std::vector<at::Tensor> d_weights, d_biases;  // d_weights[0] stays empty: its two blocks are kept apart
+  std::vector<at::Tensor> d_weights, d_biases;  // d_weights[0] is made at the end: its two blocks are kept apart
   at::Tensor d_w_state, d_w_item;                // (H1, H), (H1, E): contiguous, so addmm_ writes in place
   at::Tensor items, state_term, logits, d_logit, d_state;
   std::vector<at::Tensor> acts, grads;  // per hidden layer: sigmoid outputs and dL/d(outputs), (2R, H_l)
@@ -164,7 +164,8 @@ std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_
   const int64_t R = std::min(N, kTileRows), L = static_cast<int64_t>(weights.size()) - 1;
   std::vector<Workspace> per_thread(slots);
   for (auto& ws : per_thread) {
-    for (const auto& w : weights) ws.d_weights.push_back(with_grad ? at::zeros_like(w) : at::Tensor());
+    ws.d_weights.push_back(at::Tensor());  // made from d_w_state and d_w_item at the end
+    for (int64_t l = 1; l <= L; ++l) ws.d_weights.push_back(with_grad ? at::zeros_like(weights[l]) : at::Tensor());
     if (with_grad) {
       ws.d_w_state = at::zeros_like(w_state);
       ws.d_w_item = at::zeros_like(w_item);
@@ -193,18 +194,15 @@ std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_
   double loss = 0;
   for (const auto& ws : per_thread) loss += ws.loss;
   std::vector<at::Tensor> out = {at::scalar_tensor(loss, h.options()), dh, dpos, dneg};
-  for (auto& ws : per_thread)
-    if (with_grad) ws.d_weights[0] = at::cat({ws.d_w_state, ws.d_w_item}, 1);
-  for (size_t l = 0; l < weights.size(); ++l) {
-    at::Tensor total = with_grad ? per_thread[0].d_weights[l] : at::Tensor();
-    for (int64_t s = 1; with_grad && s < slots; ++s) total += per_thread[s].d_weights[l];
-    out.push_back(total);
-  }
-  for (size_t l = 0; l < biases.size(); ++l) {
-    at::Tensor total = with_grad ? per_thread[0].d_biases[l] : at::Tensor();
-    for (int64_t s = 1; with_grad && s < slots; ++s) total += per_thread[s].d_biases[l];
-    out.push_back(total);
-  }
+  if (with_grad)
+    for (auto& ws : per_thread) ws.d_weights[0] = at::cat({ws.d_w_state, ws.d_w_item}, 1);
+  // The threads' sums, weights then biases (undefined without gradients).
+  for (const auto member : {&Workspace::d_weights, &Workspace::d_biases})
+    for (int64_t l = 0; l <= L; ++l) {
+      at::Tensor total = (per_thread[0].*member)[l];
+      for (int64_t s = 1; with_grad && s < slots; ++s) total += (per_thread[s].*member)[l];
+      out.push_back(total);
+    }
   return out;
 }
 

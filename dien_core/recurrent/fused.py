@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import cpp
+
 
 class FusedRecurrence(torch.autograd.Function):
     """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
@@ -160,8 +162,7 @@ def fused_recurrence(
     dtype = w_hh.dtype
     with torch.autocast(x.device.type, enabled=False):
         inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
-        save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)  # else no backward
-        hs = FusedRecurrence.apply(*inputs, loops, save)
+        hs = FusedRecurrence.apply(*inputs, loops, cpp.needs_backward(*inputs))
     return (hs * m).transpose(0, 1), hs[-1]
 
 

@@ -66,11 +66,7 @@ class _Recurrent(nn.Module):
         if self.backend == "reference":
             return reference_recurrence(self.kind, x, att, lengths, weights, self.convention)
         mask = step_mask(lengths, T)
-        if self.backend == "cpp" or (self.backend == "auto" and x.device.type == "cpu" and cpp.available()):
-            if x.device.type != "cpu":
-                raise ValueError(f"backend 'cpp' runs on CPU tensors only, got {x.device.type}; use 'auto' or 'fused'")
-            if not cpp.available():
-                raise ValueError("backend 'cpp': the C++ loops could not be built here (see the warning); use 'auto' or 'fused'")
+        if cpp.use_kernels(self.backend, x.device):
             return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.kernels())
         if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
