@@ -96,6 +96,7 @@ def metadata(command: str, device: torch.device, config: dict[str, Any], seeds: 
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "triton": version("triton") if device.type == "cuda" else None,
         "optuna": version("optuna"),
         "platform": platform.platform(),
         "device": str(device),

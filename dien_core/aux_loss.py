@@ -7,9 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cpp
+from .config import BACKENDS
 from .layers import MLP
-
-AUX_BACKENDS = ("auto", "reference", "fused", "cpp")
 
 
 class AuxiliaryLoss(nn.Module):
@@ -23,16 +22,16 @@ class AuxiliaryLoss(nn.Module):
     Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``:
     "cpp" computes the loss and its gradients in one pass over row tiles
     (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off); "auto" does so
-    where it can, else runs the torch ops (``torch_forward``), as "reference" and
-    "fused" always do. ``reference_forward`` is the literal concatenation, the check.
+    where it can, else runs the torch ops (``torch_forward``), as "reference", "fused"
+    and "triton" (whose kernels are the recurrence's) always do. ``reference_forward`` is the literal concatenation, the check.
     Takes ``states (B, T, H)``, ``clicked (B, T, E)``, ``negative (B, T, E)``,
     ``mask (B, T)`` bool; returns a scalar.
     """
 
     def __init__(self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto") -> None:
         super().__init__()
-        if backend not in AUX_BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(AUX_BACKENDS)}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
         self.hidden_size, self.backend = hidden_size, backend
         self.mlp = MLP(hidden_size + behaviour_dim, hidden, "sigmoid")
 

@@ -8,7 +8,7 @@ GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
 AUGRU_CONVENTIONS = ("paper", "original")
 ATT_NORMALIZATIONS = ("sigmoid", "softmax")
 ACTIVATIONS = ("sigmoid", "relu", "prelu", "dice")
-BACKENDS = ("auto", "reference", "fused", "cpp")
+BACKENDS = ("auto", "reference", "fused", "cpp", "triton")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class ModelConfig:
     ``alpha`` weighs the auxiliary loss: loss = BCE + alpha * aux_loss.
     ``backend`` picks the recurrent implementation: ``reference`` (per-step
     autograd), ``fused`` (hoisted projections, hand-written backward, Python loops),
-    ``cpp`` (the same with C++ loops, CPU only) or ``auto`` (see ``recurrent.layers``).
+    ``cpp`` (the same with C++ loops, CPU only), ``triton`` (with Triton kernels, CUDA only)
+    or ``auto`` (see ``recurrent.layers``).
     """
 
     embedding_dim: int = 18

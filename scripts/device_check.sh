@@ -14,7 +14,11 @@ else
   export PYTHONPATH=.
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_recurrent.py tests/test_models.py -m "not slow" 2>&1 | tee "$OUT/cuda_tests.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_triton.py tests/test_recurrent.py tests/test_models.py -m "not slow" 2>&1 | tee "$OUT/cuda_tests.log"
+# the layers against cuDNN's nn.GRU (Triton and Python loops), then the whole steps
+mkdir -p "$OUT/benchmarks"
+python3 -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -k cuda --benchmark-max-time 0.5 \
+  --benchmark-json "$OUT/benchmarks/cuda.json" 2>&1 | tail -n 30
 peers=""
 python3 -c "import deepctr_torch" 2>/dev/null && peers="--peers"
 python3 -m bench profile --devices cuda --batch-sizes 1024,4096 --seq-lens 10,20,50,100,200 --lengths full \

@@ -3,6 +3,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU the Triton kernels run under Triton's interpreter (on CPU tensors); it is chosen
+# when a kernel is defined, so before dien_core's Triton module is imported by any test.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

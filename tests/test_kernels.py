@@ -115,7 +115,7 @@ def test_auto_dispatch_and_fallbacks(monkeypatch):
     with pytest.raises(ValueError, match="backend 'cpp'"):
         AuxiliaryLoss(6, 5, (8, 4), backend="cpp")(*args)
     with pytest.raises(ValueError, match="unknown backend"):
-        AuxiliaryLoss(6, 5, (8, 4), backend="triton")
+        AuxiliaryLoss(6, 5, (8, 4), backend="tensorrt")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -9,10 +9,10 @@ from torch import nn
 
 from .. import cpp
 from ..batch import step_mask
+from ..config import BACKENDS
 from .fused import PythonLoops, fused_recurrence, native_gru
 from .reference import reference_recurrence
-
-BACKENDS = ("auto", "reference", "fused", "cpp")
+from .triton_loops import TritonLoops, use_triton
 
 
 class _Recurrent(nn.Module):
@@ -21,9 +21,11 @@ class _Recurrent(nn.Module):
     Args: ``input_size`` (I), ``hidden_size`` (H), ``backend``: "reference" is the
     literal per-step loop; "fused" runs GRU and AIGRU through torch's own GRU kernel
     (cuDNN on CUDA) and AGRU / AUGRU through ``FusedRecurrence`` with its Python loops;
-    "cpp" runs all four through ``FusedRecurrence`` with its C++ loops (CPU tensors only).
-    "auto" is "cpp" on CPU where the C++ loops build (for a plain GRU too: faster than
-    torch's CPU kernel at batch 128-512, even at 1024), else "fused".
+    "cpp" runs all four through ``FusedRecurrence`` with its C++ loops (CPU tensors only);
+    "triton" with its Triton kernels (float32 CUDA tensors, H <= 64; on CPU under
+    TRITON_INTERPRET=1). "auto" is "cpp" on CPU where the C++ loops build (for a plain GRU
+    too: faster than torch's CPU kernel at batch 128-512, even at 1024); on CUDA, "triton" for
+    AGRU and AUGRU where triton imports and it fits (GRU and AIGRU keep cuDNN); else "fused".
     Call: ``out, last = layer(x (B, T, I), att (B, T), lengths (B,))`` with
     ``out (B, T, H)`` zero at padded steps and ``last (B, H)`` the state at step
     ``lengths - 1`` (zero where ``lengths == 0``).
@@ -68,6 +70,9 @@ class _Recurrent(nn.Module):
         mask = step_mask(lengths, T)
         if cpp.use_kernels(self.backend, x.device):
             return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.kernels())
+        native = self.kind in ("GRU", "AIGRU") and self.backend != "triton"
+        if not native and use_triton(self.backend, x.device, self.weight_hh.dtype, self.hidden_size):
+            return fused_recurrence(self.kind, x, att, mask, weights, self.convention, TritonLoops)
         if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
         return fused_recurrence(self.kind, x, att, mask, weights, self.convention, PythonLoops)

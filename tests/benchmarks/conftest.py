@@ -11,6 +11,8 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from bench import results_io
 
-    meta = results_io.metadata("pytest tests/benchmarks", torch.device("cpu"), {"benchmark_json": Path(json_out.name).name})
+    on_gpu = torch.cuda.is_available() and any("cuda" in item.name for item in session.items)
+    device = torch.device("cuda" if on_gpu else "cpu")
+    meta = results_io.metadata("pytest tests/benchmarks", device, {"benchmark_json": Path(json_out.name).name})
     meta["flush_denormal"] = True
     results_io.write_json(Path(json_out.name).parent / "metadata.json", meta)

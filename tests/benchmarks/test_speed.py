@@ -4,6 +4,7 @@
 
 Recurrent layers (forward + backward) against torch.nn.GRU of the same shape, full
 training steps, and batch assembly against a DIEN training step at batch 1024, length 100.
+On a GPU, ``-k cuda`` times the layers against cuDNN's nn.GRU (scripts/device_check.sh).
 """
 
 import numpy as np
@@ -25,24 +26,23 @@ def _flush_denormals():
     torch.set_flush_denormal(False)
 
 
-def layer_step(name: str, T: int):
+def layer_step(name: str, T: int, batch: int = B, device: str = "cpu"):
     torch.manual_seed(0)
-    x = torch.randn(B, T, D, requires_grad=True)
-    att, lengths = torch.rand(B, T), torch.full((B,), T)
+    x = torch.randn(batch, T, D, device=device, requires_grad=True)
+    att, lengths = torch.rand(batch, T, device=device), torch.full((batch,), T, device=device)
     if name == "nn.GRU":
-        gru = torch.nn.GRU(D, D, batch_first=True)
-
-        def step():
-            out, last = gru(x)
-            (out.sum() + last.sum()).backward()
-
-        return step
-    kind, backend = name.split("/")
-    layer = {"GRU": GRU, "AGRU": AGRU, "AUGRU": AUGRU}[kind](D, D, backend=backend)
+        layer = torch.nn.GRU(D, D, batch_first=True).to(device)
+        run = lambda: layer(x)  # noqa: E731
+    else:
+        kind, backend = name.split("/")
+        layer = {"GRU": GRU, "AGRU": AGRU, "AUGRU": AUGRU}[kind](D, D, backend=backend).to(device)
+        run = lambda: layer(x, att, lengths)  # noqa: E731
 
     def step():
-        out, last = layer(x, att, lengths)
+        out, last = run()
         (out.sum() + last.sum()).backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     return step
 
@@ -54,6 +54,15 @@ def layer_step(name: str, T: int):
 def test_recurrent_layer_forward_backward(benchmark, name, T):
     benchmark.group = f"recurrent fwd+bwd (128, {T}, 36)"
     benchmark(layer_step(name, T))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+@pytest.mark.parametrize("T", [50, 100])
+@pytest.mark.parametrize("batch", [1024, 4096])
+@pytest.mark.parametrize("name", ["nn.GRU", "GRU/triton", "AGRU/triton", "AUGRU/triton", "AUGRU/fused"])
+def test_recurrent_layer_forward_backward_cuda(benchmark, name, batch, T):
+    benchmark.group = f"cuda recurrent fwd+bwd ({batch}, {T}, 36)"
+    benchmark(layer_step(name, T, batch, "cuda"))
 
 
 @pytest.mark.parametrize("T", [50, 100])

@@ -1,0 +1,146 @@
+"""The Triton recurrence kernels: on the GPU where there is one, else under Triton's interpreter
+(tests/conftest.py sets TRITON_INTERPRET=1 without CUDA), against the float64 Python loops and
+the float64 per-step reference; and compiled for sm_90 without a GPU (registers, no spills)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.models import build_model
+from dien_core import ModelConfig, total_loss
+from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU, triton_loops
+from dien_core.recurrent.fused import PythonLoops
+from tests.helpers import VOCAB, random_batch
+
+pytestmark = pytest.mark.skipif(triton_loops.triton is None, reason="triton is not installed (pip install -e '.[dev]' installs it)")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def loop_inputs(G: int, T: int, B: int, H: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    gi = torch.randn(T, B, G * H, generator=g, dtype=torch.float64) * 2
+    gi[:, :3] *= 10  # saturated gates in a few rows
+    c0 = torch.rand(T, B, 1, generator=g, dtype=torch.float64)
+    c0[:, 3] = 0  # a row of length 0
+    c0[T // 2 :, 4] = 0  # a row that ends half way
+    c1 = -c0 if G == 3 else None
+    w_hh = torch.randn(G * H, H, generator=g, dtype=torch.float64) / H**0.5
+    b_hh = torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1
+    return gi, c0, c1, w_hh, b_hh
+
+
+def on_device(*tensors):
+    return [t.float().to(DEVICE) if t is not None else None for t in tensors]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp")  # the interpreter's numpy, saturated gates
+@pytest.mark.parametrize("G", [3, 2])
+@pytest.mark.parametrize("H", [36, 12])
+def test_loops_equal_float64_python_loops(G, H):
+    """Both kernels against PythonLoops in float64: every output of the loop contract, with
+    rows of length 0, rows that end early, saturated gates and a batch no multiple of BLOCK_B."""
+    T, B = 7, 37
+    gi, c0, c1, w_hh, b_hh = loop_inputs(G, T, B, H, seed=G + H)
+    want = PythonLoops.forward_loop(gi, c0, c1, w_hh, b_hh, True)
+    got = triton_loops.TritonLoops.forward_loop(*on_device(gi, c0, c1, w_hh, b_hh), True)
+    for name, a, b in zip(("hs", "gates", "n_all", "gh_n"), want, got):
+        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-5, name
+    d_hs = torch.randn(T, B, H, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    want_grads = PythonLoops.backward(d_hs, *want[1:], want[0], c0, c1, w_hh)
+    got_grads = triton_loops.TritonLoops.backward(*on_device(d_hs), *got[1:], got[0], *on_device(c0, c1, w_hh))
+    for name, a, b in zip(("dgi", "dgh", "dc0", "dc1"), want_grads, got_grads):
+        if a is None:
+            assert b is None, name
+            continue
+        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-4 * max(1, a.abs().max()), name
+    serving = triton_loops.TritonLoops.forward_loop(*on_device(gi, c0, c1, w_hh, b_hh), False)
+    assert torch.equal(serving[0], got[0]) and all(t.numel() == 0 for t in serving[1:])
+
+
+@pytest.mark.parametrize("cls, convention", [(GRU, "paper"), (AIGRU, "paper"), (AGRU, "paper"), (AUGRU, "paper"), (AUGRU, "original")])
+def test_layer_on_triton_equals_float64_reference(cls, convention):
+    torch.manual_seed(3)
+    B, T, I, H = 19, 9, 6, 5
+    kwargs = {"convention": convention} if cls is AUGRU else {}
+    ref = cls(I, H, backend="reference", **kwargs).double()
+    fast = cls(I, H, backend="triton", **kwargs).to(DEVICE)
+    fast.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    x = torch.randn(B, T, I, dtype=torch.float64, requires_grad=True)
+    att = torch.rand(B, T, dtype=torch.float64, requires_grad=True)
+    lengths = torch.randint(0, T + 1, (B,))
+    lengths[:2] = torch.tensor([0, T])
+    inputs = [x.detach().float().to(DEVICE).requires_grad_(True), att.detach().float().to(DEVICE).requires_grad_(True)]
+    results = []
+    for layer, (xi, ai) in ((ref, (x, att)), (fast, inputs)):
+        out, last = layer(xi, ai, lengths.to(xi.device))
+        loss = (out * torch.linspace(-1, 1, H, device=xi.device, dtype=xi.dtype)).sum() + last.pow(2).sum()
+        grads = torch.autograd.grad(loss, [xi, ai, *layer.parameters()], allow_unused=True)
+        results.append((out, last, grads))
+    (o1, l1, g1), (o2, l2, g2) = results
+    assert (o1 - o2.double().cpu()).abs().max() < 1e-5 and (l1 - l2.double().cpu()).abs().max() < 1e-5
+    for a, b in zip(g1, g2):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a - b.double().cpu()).abs().max() < 1e-4
+
+
+def test_model_on_triton_equals_python_loops(monkeypatch):
+    """A whole dien-augru+aux training loss and its gradients, Triton against the Python loops."""
+    calls = []
+    for name in ("forward_loop", "backward"):
+        real = getattr(triton_loops.TritonLoops, name)
+        monkeypatch.setattr(triton_loops.TritonLoops, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    config = ModelConfig(embedding_dim=4, attention_hidden=(8,), aux_hidden=(8,), mlp_hidden=(16,), use_aux_loss=True)
+    losses, grads = [], []
+    for backend in ("fused", "triton"):
+        torch.manual_seed(0)
+        model = build_model("dien-augru+aux", ModelConfig(**{**config.__dict__, "backend": backend}), VOCAB).to(DEVICE)
+        output = model(random_batch(B=21, T=8).to(DEVICE))
+        loss = total_loss(output, random_batch(B=21, T=8).label.to(DEVICE), model.config.alpha)
+        loss.backward()
+        losses.append(loss.detach().cpu())
+        grads.append({n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None})
+    assert calls == ["forward_loop", "forward_loop", "backward", "backward"]  # the extractor's GRU and the AUGRU
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_dispatch(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not triton_loops.use_triton("auto", cpu, torch.float32, 36)  # CPU: the C++ or Python loops
+    assert triton_loops.use_triton("auto", cuda, torch.float32, 36)
+    assert not triton_loops.use_triton("auto", cuda, torch.float64, 36)
+    assert not triton_loops.use_triton("auto", cuda, torch.float32, 65)  # too large for the kernels
+    with pytest.raises(ValueError, match="float32"):
+        triton_loops.use_triton("triton", cuda, torch.bfloat16, 36)
+    with pytest.raises(ValueError, match="up to 64"):
+        triton_loops.use_triton("triton", cuda, torch.float32, 100)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        AUGRU(3, 4, backend="triton")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
+    monkeypatch.setenv("DIEN_CORE_TRITON", "0")
+    assert not triton_loops.use_triton("auto", cuda, torch.float32, 36)
+    with pytest.raises(ValueError, match="triton package"):
+        triton_loops.use_triton("triton", cuda, torch.float32, 36)
+
+
+def test_kernels_compile_for_h100_without_spills():
+    """ptxas for sm_90 (run offline: no GPU needed) gives every kernel variant up to H = 64 its
+    registers with no spills to the stack, in under an SM's shared memory (227 KB per block)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    script = Path(__file__).with_name("triton_compile.py")
+    done = subprocess.run([sys.executable, str(script), "16", "64"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 12
+    for row in rows:
+        assert row["stack_bytes"] == 0 and row["registers"] <= 128 and row["shared_bytes"] <= 227 * 1024, row
