@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from . import results_io
 from .data import DATASETS, DataError
 
 RUN_EXAMPLES = """examples:
@@ -79,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
         suite = replace(suite, train=replace(suite.train, epochs=args.epochs))
     device = parse_device(args.device)
+    results_io.flush_denormals(keep=args.keep_denormals)
     out = Path(args.out) if args.out else Path("results") / suite.name
     table = run_suite(suite, out, device, log=lambda m: print(m, file=sys.stderr))
     if not table.empty:
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     run.add_argument("--out", help="output folder (default: results/<suite>)")
     run.add_argument("--params-from", help="best.json of a tuning study: evaluate its configuration")
+    run.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     run.set_defaults(func=cmd_run)
 
     from .profile_cli import add_profile_parser

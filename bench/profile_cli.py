@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from . import results_io
+
 PROFILE_EXAMPLES = """examples:
   python -m bench profile                                   # every model, the devices present, T = 10..200
   python -m bench profile --models din,dien-augru+aux --seq-lens 50,100 --batch-sizes 128 --modes train
@@ -31,7 +33,7 @@ def add_profile_parser(sub) -> None:
     p.add_argument("--min-run-time", type=float, default=0.5, help="seconds of timing per model and round (default 0.5)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the models (default 2)")
     p.add_argument("--peers", action="store_true", help="add DeepCTR-Torch's DIEN (AUGRU, negative sampling) and DIN")
-    p.add_argument("--keep-denormals", action="store_true", help="do not flush denormal floats to zero on CPU (flushed by default)")
+    p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.add_argument("--out", help="output root (default: results/profile); a folder per device name below it")
     p.set_defaults(func=cmd_profile)
 
@@ -44,7 +46,7 @@ def ints(text: str, flag: str) -> tuple[int, ...]:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from . import peers, profile_report, results_io
+    from . import peers, profile_report
     from .config_io import to_dict
     from .profile import DTYPES, MODEL_PRODUCTS, ProfileConfig, device_slug, matmul_gflops, profile_device
 
@@ -69,10 +71,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         raise ValueError("--peers needs the package deepctr-torch (pip install deepctr-torch==0.3.0)")
     if config.threads:
         torch.set_num_threads(config.threads)
-    # Gradients that decay over long sequences reach denormal floats, which x86 CPUs handle up to
-    # ~100x slower (AIGRU at T=200: 8x slower steps). Flushing them, as TensorFlow does by default,
-    # applies to every model in the process, peers included.
-    flush = not args.keep_denormals and torch.set_flush_denormal(True)
+    results_io.flush_denormals(keep=args.keep_denormals)  # for every model in the process, peers included
     root = Path(args.out) if args.out else Path("results") / "profile"
     ran = False
     for d in devices:
@@ -88,7 +87,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
             for name, shape in MODEL_PRODUCTS.items()
             for dtype in config.dtypes
         }
-        meta["flush_denormal"] = bool(flush) and device.type == "cpu"
         # timings.csv accumulates over invocations: keep each one's command and config
         earlier = json.loads((out / "metadata.json").read_text()).get("invocations", []) if (out / "metadata.json").is_file() else []
         this = {k: meta[k] for k in ("argv", "written", "git_commit", "config")}

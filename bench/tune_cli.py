@@ -8,6 +8,8 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+from . import results_io
+
 TUNE_EXAMPLES = """examples:
   python -m bench tune --model dien-augru+aux --trials 30          # SQLite study under results/tuning/dien-augru+aux/
   python -m bench tune --model dien-augru+aux --trials 30          # again: 30 more trials in the same study
@@ -42,6 +44,7 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--heartbeat-interval", type=int, default=10, help="seconds between worker heartbeats (default 10)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--out", help="output folder (default: results/tuning/<study>)")
+    p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.set_defaults(func=cmd_tune)
 
 
@@ -61,7 +64,6 @@ def parse_fixed(items: list[str]) -> dict:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from . import results_io
     from .cli import parse_device
     from .models import check_model_name
     from .suite import load_suite
@@ -98,6 +100,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
     )
     device = parse_device(args.device)
+    results_io.flush_denormals(keep=args.keep_denormals)
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     study = run_study(tune, suite, space, fixed, device, log=log)
     config = {

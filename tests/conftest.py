@@ -15,8 +15,11 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own dataset cache, so none sees another's files."""
+    """Every test gets its own dataset cache, so none sees another's files; the CLIs' denormal
+    flush (process-wide) does not outlive the test that set it."""
     monkeypatch.setenv("DIEN_BENCH_CACHE", str(tmp_path / "cache"))
+    yield
+    torch.set_flush_denormal(False)
 
 
 @pytest.fixture(scope="session")

@@ -202,6 +202,8 @@ def _recbole_copy(movielens_dir, tmp_path, lines: str | None = None, truncate: b
     [
         ("1\t2\t3\t100\n1\t3\t4\n", "line 3: missing field 'timestamp'"),
         ("1\t2\t3\t100\n1\t3\t4\tyesterday\n", "line 3: timestamp must be a number, got 'yesterday'"),
+        ("1\t2\t3\t100\n\n\n1\t3\t4\tyesterday\n\n", "line 5: timestamp must be a number, got 'yesterday'"),  # blank lines count
+        ("\n1\t2\t3\t100\n\n1\t3\t4\n", "line 5: missing field 'timestamp'"),
         ("", "no data rows"),
     ],
 )

@@ -45,6 +45,7 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
     for key in ("git_commit", "python", "torch", "optuna", "device_name", "threads", "seeds", "config"):
         assert key in meta
     assert meta["config"]["train"]["epochs"] == 2 and meta["seeds"] == [0, 1]
+    assert meta["flush_denormal"] is True  # as in `bench profile`: denormals slow long sequences
     table = (out / "auc.md").read_text()
     assert "dien-augru+aux" in table and "RelaImpr" in table and "significant" in table
     assert "# AUC comparison" in capsys.readouterr().out  # the table is printed at the end
@@ -59,6 +60,12 @@ def test_changed_config_in_same_folder_is_refused(tmp_path, capsys):
     assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1") == 0
     assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1", "--epochs", "1") == 2
     assert "different configuration" in capsys.readouterr().err
+
+
+def test_keep_denormals_is_recorded(tmp_path):
+    out = tmp_path / "out"
+    assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1", "--epochs", "1", "--keep-denormals") == 0
+    assert json.loads((out / "metadata.json").read_text())["flush_denormal"] is False
 
 
 def test_killed_run_continues_without_duplicates(tmp_path):

@@ -33,6 +33,7 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
     best = json.loads((out / "best.json").read_text())
     assert best["model"] == "dien-augru+aux" and best["metric"] == "val_auc" and 0 < best["value"] <= 1
     assert best["model_config"]["gru_type"] == "AUGRU" and best["model_config"]["use_aux_loss"] is True
+    assert json.loads((out / "metadata.json").read_text())["flush_denormal"] is True
     assert tune(out, "--trials", "2", "--epochs", "1") == 0  # the same study goes on
     assert len(pd.read_csv(out / "trials.csv")) == 5
     # the tuned configuration evaluates over seeds on test, into the normal tables

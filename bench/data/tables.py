@@ -34,7 +34,7 @@ def read_table(
             frame = pd.read_csv(
                 f, sep=sep, header=None, skiprows=1 if header else 0, dtype=str, keep_default_na=False,
                 na_values=[], quoting=csv.QUOTE_NONE, names=range(len(columns)), usecols=range(len(columns)),
-                engine="c", on_bad_lines="error",
+                engine="c", on_bad_lines="error", skip_blank_lines=False,
             )  # fmt: skip
     except pd.errors.EmptyDataError as err:
         raise DataError(f"empty file; expected {sep!r}-separated fields {', '.join(columns)}", path) from err
@@ -42,18 +42,22 @@ def read_table(
         raise DataError(f"malformed line ({err}); expected {sep!r}-separated fields {', '.join(columns)}", path) from err
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise DataError(f"truncated or corrupt gzip file ({err})", path) from err
+    # Blank lines are read (so that row i is line i + offset) and then dropped, keeping each row's line.
+    lines = np.arange(len(frame)) + (2 if header else 1)
+    blank = (frame[0] == "").to_numpy().copy()  # a blank line reads as all ""; check the rest only there
+    blank[blank] = (frame[blank] == "").all(axis=1).to_numpy()
+    frame, lines = frame[~blank].reset_index(drop=True), lines[~blank]
     if frame.empty:
         raise DataError(f"no data rows; expected {sep!r}-separated fields {', '.join(columns)}", path)
     frame.columns = columns
-    offset = 2 if header else 1
     for name in columns:
-        col = frame[name].str.strip()  # also drops the \r of CRLF files
+        col = frame[name].fillna("").str.strip()  # also drops the \r of CRLF files
         frame[name] = col
-        missing = col.isna() | (col == "")
+        missing = col == ""
         if name in (required or columns) and missing.any():
-            line = int(np.flatnonzero(missing.to_numpy())[0]) + offset
+            line = int(lines[np.flatnonzero(missing.to_numpy())[0]])
             raise DataError(f"missing field {name!r}; expected {len(columns)} fields: {', '.join(columns)}", path, line)
-    frame.attrs["line_offset"] = offset
+    frame.attrs["lines"] = lines
     return frame
 
 
@@ -63,6 +67,6 @@ def numeric(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
     bad = values.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        line = row + frame.attrs.get("line_offset", 1)
+        line = int(frame.attrs["lines"][row]) if "lines" in frame.attrs else row + 1
         raise DataError(f"{name} must be a number, got {frame[name].iloc[row]!r}", path, line)
     return values.to_numpy(dtype=np.float64)
