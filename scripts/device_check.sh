@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# One prepared run for the GPU machine (device tool): CUDA tests, then `bench profile` on cuda
-# with the DeepCTR-Torch peers when the wheels were carried in .whl/. Results land in $OUT.
-# Installs nothing from the internet. Usage (from the device tool, carrying .whl if present):
-#   bash scripts/device_check.sh
+# One prepared run for the GPU machine (device tool), most important first, each stage under its
+# own time limit (about 8 minutes in all) so that a slow stage cannot starve the ones after it:
+#   1. the CUDA and Triton tests;
+#   2. the headline cell: batch 4096, length 100, float32, with DeepCTR-Torch beside it (when its
+#      wheel was carried in .whl/);
+#   3. the layers against cuDNN's nn.GRU (pytest-benchmark);
+#   4. bf16 at the headline shape, then the wider sweep (batch 1024 and 4096, T = 10..200).
+# Results land in $OUT (profile/<gpu>/ accumulates cells over the stages). Installs nothing from
+# the internet. Usage (from the device tool, carrying .whl if present): bash scripts/device_check.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 export DIEN_CORE_CPP=0  # the C++ loops are CPU-only; do not spend device time compiling them
 OUT=${OUT:-/tmp/device-out}
-mkdir -p "$OUT"
+mkdir -p "$OUT/benchmarks"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:.
 else
   export PYTHONPATH=.
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_triton.py tests/test_recurrent.py tests/test_models.py -m "not slow" 2>&1 | tee "$OUT/cuda_tests.log"
-# the layers against cuDNN's nn.GRU (Triton and Python loops), then the whole steps
-mkdir -p "$OUT/benchmarks"
-python3 -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -k cuda --benchmark-max-time 0.5 \
-  --benchmark-json "$OUT/benchmarks/cuda.json" 2>&1 | tail -n 30
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_triton.py tests/test_recurrent.py tests/test_models.py \
+  -m "not slow" 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
 peers=""
 python3 -c "import deepctr_torch" 2>/dev/null && peers="--peers"
-python3 -m bench profile --devices cuda --batch-sizes 1024,4096 --seq-lens 10,20,50,100,200 --lengths full \
-  --models sum-pooling,din,dien-gru,dien-augru,dien-augru+aux,dien-agru+aux $peers --out "$OUT/profile" 2>&1 | tail -n 20
-python3 -m bench profile --devices cuda --batch-sizes 4096 --seq-lens 100 --lengths full --dtype bfloat16 \
-  --models din,dien-augru+aux --out "$OUT/profile" 2>&1 | tail -n 5
+profile=(python3 -m bench profile --devices cuda --lengths full --out "$OUT/profile")
+timeout 120 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --models din,dien-augru,dien-augru+aux $peers 2>&1 | tail -n 12
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -k cuda --benchmark-max-time 0.3 \
+  --benchmark-json "$OUT/benchmarks/cuda.json" 2>&1 | tail -n 30
+timeout 45 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --dtype bfloat16 --models din,dien-augru+aux 2>&1 | tail -n 6
+timeout 90 "${profile[@]}" --batch-sizes 1024,4096 --seq-lens 10,50,200 \
+  --models sum-pooling,din,dien-gru,dien-augru+aux,dien-agru+aux $peers 2>&1 | tail -n 12
+# At most 8 files come back: the plots are remade here from timings.csv (bench.profile_report).
+rm -f "$OUT"/profile/*/*.png
+ls -R "$OUT"

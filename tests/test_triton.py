@@ -144,3 +144,18 @@ def test_kernels_compile_for_h100_without_spills():
     assert len(rows) == 12
     for row in rows:
         assert row["stack_bytes"] == 0 and row["registers"] <= 128 and row["shared_bytes"] <= 227 * 1024, row
+
+
+def test_layer_on_triton_under_bf16_autocast_stays_close():
+    """Under autocast the input projection runs in bf16 and the loop in float32 (the weights' dtype)."""
+    torch.manual_seed(7)
+    ref = AUGRU(8, 8, backend="reference")
+    fast = AUGRU(8, 8, backend="triton").to(DEVICE)
+    fast.load_state_dict(ref.state_dict())
+    x, att, lengths = torch.randn(20, 10, 8), torch.rand(20, 10), torch.randint(0, 11, (20,))
+    want, _ = ref(x, att, lengths)
+    xd = x.to(DEVICE).requires_grad_(True)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        got, last = fast(xd, att.to(DEVICE), lengths.to(DEVICE))
+    (got.float().sum() + last.float().sum()).backward()
+    assert (got.float().cpu() - want).abs().max() < 5e-2 and torch.isfinite(xd.grad).all()
