@@ -80,19 +80,25 @@ if triton is not None:
         return tl.load(w_hh + (block * H + i) * H + j, mask=inside, other=0.0)
 
     @triton.jit
+    def _row_tile(B, H, G: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr):
+        """This program's rows and, inside one step of each (T, B, width) tensor, the offsets of
+        its (BLOCK_B, HP) tile for widths ``G * H`` (gi, dgi, dgh), ``H`` and ``(G - 1) * H`` (gates)."""
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, HP)
+        inside = (rows < B)[:, None] & (cols < H)[None, :]
+        at_g = rows[:, None] * (G * H) + cols[None, :]
+        at_h = rows[:, None] * H + cols[None, :]
+        at_gate = rows[:, None] * ((G - 1) * H) + cols[None, :]
+        return rows, cols, inside, at_g, at_h, at_gate
+
+    @triton.jit
     def _forward_kernel(
         gi, c0, c1, w_hh, b_hh, hs, gates, n_all, gh_n, T, B, H,
         HAS_Z: tl.constexpr, SAVE: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr,
     ):  # fmt: skip
-        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        cols = tl.arange(0, HP)
+        G: tl.constexpr = 3 if HAS_Z else 2
+        rows, cols, inside, at_gi, at_h, at_gate = _row_tile(B, H, G, BLOCK_B, HP)
         in_h = cols < H
-        inside = (rows < B)[:, None] & in_h[None, :]
-        G = 3 if HAS_Z else 2
-        # offsets inside one step of each (T, B, width) tensor
-        at_gi = rows[:, None] * (G * H) + cols[None, :]
-        at_h = rows[:, None] * H + cols[None, :]
-        at_gate = rows[:, None] * ((G - 1) * H) + cols[None, :]
         w_r = _weight_block(w_hh, 0, H, HP, True)
         w_n = _weight_block(w_hh, G - 1, H, HP, True)
         b_r = tl.load(b_hh + cols, mask=in_h, other=0.0)[None, :]
@@ -132,14 +138,9 @@ if triton is not None:
         d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1, T, B, H,
         HAS_Z: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr,
     ):  # fmt: skip
-        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-        cols = tl.arange(0, HP)
+        G: tl.constexpr = 3 if HAS_Z else 2
+        rows, cols, inside, at_g, at_h, at_gate = _row_tile(B, H, G, BLOCK_B, HP)
         in_b = rows < B
-        inside = in_b[:, None] & (cols < H)[None, :]
-        G = 3 if HAS_Z else 2
-        at_g = rows[:, None] * (G * H) + cols[None, :]
-        at_h = rows[:, None] * H + cols[None, :]
-        at_gate = rows[:, None] * ((G - 1) * H) + cols[None, :]
         w_r = _weight_block(w_hh, 0, H, HP, False)
         w_n = _weight_block(w_hh, G - 1, H, HP, False)
         if HAS_Z:
