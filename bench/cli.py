@@ -114,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     run.set_defaults(func=cmd_run)
 
+    from .breakdown import add_breakdown_parser
     from .profile_cli import add_profile_parser
     from .tune_cli import add_tune_parser
 
     add_tune_parser(sub)
     add_profile_parser(sub)
+    add_breakdown_parser(sub)
     return parser
 
 

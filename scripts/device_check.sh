@@ -3,7 +3,7 @@
 # own time limit (about 8 minutes in all) so that a slow stage cannot starve the ones after it:
 #   1. the CUDA and Triton tests;
 #   2. the headline cell: batch 4096, length 100, float32, with DeepCTR-Torch beside it (when its
-#      wheel was carried in .whl/);
+#      wheel was carried in .whl/), and its breakdown (kernels per step, GPU busy time, operators);
 #   3. the layers against cuDNN's nn.GRU (pytest-benchmark);
 #   4. bf16 at the headline shape, then the wider sweep (batch 1024 and 4096, T = 10..200).
 # Results land in $OUT (profile/<gpu>/ accumulates cells over the stages). Installs nothing from
@@ -26,6 +26,8 @@ peers=""
 python3 -c "import deepctr_torch" 2>/dev/null && peers="--peers"
 profile=(python3 -m bench profile --devices cuda --lengths full --out "$OUT/profile")
 timeout 120 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --models din,dien-augru,dien-augru+aux $peers 2>&1 | tail -n 12
+timeout 60 python3 -m bench breakdown --device cuda --model dien-augru+aux --batch-size 4096 --seq-len 100 \
+  --out "$OUT/breakdown.md" 2>&1 | tail -n 3
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -k cuda --benchmark-max-time 0.3 \
   --benchmark-json "$OUT/benchmarks/cuda.json" 2>&1 | tail -n 30
 timeout 45 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --dtype bfloat16 --models din,dien-augru+aux 2>&1 | tail -n 6

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -123,3 +124,31 @@ def test_flop_count_sees_inside_the_cpp_kernels():
     threads = torch.get_num_threads()
     assert count_flops(fused) == pytest.approx(count_flops(torch_ops), rel=1e-9)
     assert torch.get_num_threads() == threads
+
+
+def test_breakdown_reports_launches_arithmetic_and_operators(tmp_path, capsys):
+    out = tmp_path / "breakdown.md"
+    args = ["breakdown", "--device", "cpu", "--batch-size", "16", "--seq-len", "6", "--steps", "2", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    text = out.read_text()
+    launches = int(re.search(r"top-level ATen operators per step: ([\d,]+)", text).group(1).replace(",", ""))
+    gflop = float(re.search(r"arithmetic: ([\d.]+) GFLOP per step", text).group(1))
+    assert launches > 50 and gflop > 0 and "'model': 'dien-augru+aux'" in text
+    assert "FusedRecurrenceBackward" in text and "aten::mm" in text  # the operator table
+    # a forward step launches fewer operators than a training step
+    assert main([*args[:-2], "--mode", "forward", "--out", str(tmp_path / "fwd.md")]) == 0
+    fwd = int(re.search(r"operators per step: ([\d,]+)", (tmp_path / "fwd.md").read_text()).group(1).replace(",", ""))
+    assert 0 < fwd < launches
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--mode", "fly"], "unknown mode 'fly'"),
+        (["--model", "dien-lstm"], "unknown model"),
+        (["--seq-len", "0"], "seq_len must be at least 1"),
+    ],
+)
+def test_breakdown_bad_input_exits_2(args, message, capsys):
+    assert main(["breakdown", "--device", "cpu", *args]) == 2
+    assert message in capsys.readouterr().err
