@@ -83,3 +83,43 @@ def recency_problem(n: int, T: int, seed: int, vocab: VocabSizes = VOCAB) -> Bat
     cate = torch.where(torch.rand(n, generator=g) < 0.5, pick, batch.cate)
     label = (recent == cate.unsqueeze(1)).any(dim=1).float()
     return Batch(**{**batch.__dict__, "cate": cate, "label": label})
+
+
+def loop_inputs(G: int, T: int, B: int, H: int, seed: int):
+    """float64 inputs of the recurrence loops' contract (``fused.PythonLoops``): ``gi, c0, c1, w_hh, b_ih, b_hh``."""
+    g = torch.Generator().manual_seed(seed)
+    gi = torch.randn(T, B, G * H, generator=g, dtype=torch.float64) * 2
+    gi[:, :3] *= 10  # saturated gates in a few rows
+    c0 = torch.rand(T, B, 1, generator=g, dtype=torch.float64)
+    c0[:, 3] = 0  # a row of length 0
+    c0[T // 2 :, 4] = 0  # a row that ends half way
+    c1 = -c0 if G == 3 else None
+    w_hh = torch.randn(G * H, H, generator=g, dtype=torch.float64) / H**0.5
+    b_ih, b_hh = (torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1 for _ in range(2))
+    return gi, c0, c1, w_hh, b_ih, b_hh
+
+
+def assert_loops_match_python(loops, G: int, H: int, device: str = "cpu", T: int = 7, B: int = 37) -> None:
+    """``loops`` (float32 on ``device``) against ``PythonLoops`` in float64 on every output of the
+    contract (forward with and without saving, backward), on ``loop_inputs``."""
+    from dien_core.recurrent.fused import PythonLoops
+
+    def on_device(*tensors):
+        return [t.float().to(device) if t is not None else None for t in tensors]
+
+    inputs = loop_inputs(G, T, B, H, seed=G + H)
+    gi, c0, c1, w_hh, b_ih, b_hh = inputs
+    want = PythonLoops.forward_loop(*inputs, True)
+    got = loops.forward_loop(*on_device(*inputs), True)
+    for name, a, b in zip(("hs", "gates", "n_all", "gh_n"), want, got, strict=True):
+        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-5, name
+    d_hs = torch.randn(T, B, H, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    want_grads = PythonLoops.backward(d_hs, *want[1:], want[0], c0, c1, w_hh)
+    got_grads = loops.backward(*on_device(d_hs), *got[1:], got[0], *on_device(c0, c1, w_hh))
+    for name, a, b in zip(("dgi", "dgh_n", "dc0", "dc1", "d_b_ih", "d_b_hh"), want_grads, got_grads, strict=True):
+        if a is None:
+            assert b is None, name
+            continue
+        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-4 * max(1, a.abs().max()), name
+    serving = loops.forward_loop(*on_device(*inputs), False)
+    assert torch.equal(serving[0], got[0]) and all(t.numel() == 0 for t in serving[1:])

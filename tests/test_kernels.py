@@ -8,7 +8,7 @@ import torch
 
 from dien_core import AuxiliaryLoss, cpp
 from dien_core.aux_loss import FusedAuxiliaryLoss
-from tests.helpers import needs_cpp
+from tests.helpers import assert_loops_match_python, needs_cpp
 
 
 def inputs(B: int, T: int, H: int, E: int, dtype: torch.dtype, seed: int = 0):
@@ -153,11 +153,26 @@ c.BUILDS = (("native", ["-O3", "-fno-such-flag"], []),) + c.BUILDS[1:]
 k = c.kernels()
 assert k is not None
 assert (c.build_directory(["-O3", "-fno-such-flag"]) / "failed").is_file()
-gi, c0, w, b = torch.randn(4, 3, 12), torch.rand(4, 3, 1), torch.randn(12, 4), torch.randn(12)
-got, want = k.forward_loop(gi, c0, -c0, w, b, True), PythonLoops.forward_loop(gi, c0, -c0, w, b, True)
+gi, c0, w, bi, bh = torch.randn(4, 3, 12), torch.rand(4, 3, 1), torch.randn(12, 4), torch.randn(12), torch.randn(12)
+got, want = k.forward_loop(gi, c0, -c0, w, bi, bh, True), PythonLoops.forward_loop(gi, c0, -c0, w, bi, bh, True)
 assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(got, want))
 print("portable ok")
 """
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0 and "portable ok" in done.stdout, done.stderr[-3000:]
+
+
+@needs_cpp
+@pytest.mark.parametrize("G", [3, 2])
+@pytest.mark.parametrize("H", [36, 12])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_recurrence_loops_equal_float64_python_loops(G, H, threads):
+    """The C++ loops on every output of the loop contract, the bias sums (per-thread, then
+    added) included, at a batch that splits between the threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert_loops_match_python(cpp.kernels(), G, H, B=600)
+    finally:
+        torch.set_num_threads(before)

@@ -14,28 +14,10 @@ import torch
 from bench.models import build_model
 from dien_core import ModelConfig, total_loss
 from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU, triton_loops
-from dien_core.recurrent.fused import PythonLoops
-from tests.helpers import VOCAB, random_batch
+from tests.helpers import VOCAB, assert_loops_match_python, random_batch
 
 pytestmark = pytest.mark.skipif(triton_loops.triton is None, reason="triton is not installed (pip install -e '.[dev]' installs it)")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def loop_inputs(G: int, T: int, B: int, H: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    gi = torch.randn(T, B, G * H, generator=g, dtype=torch.float64) * 2
-    gi[:, :3] *= 10  # saturated gates in a few rows
-    c0 = torch.rand(T, B, 1, generator=g, dtype=torch.float64)
-    c0[:, 3] = 0  # a row of length 0
-    c0[T // 2 :, 4] = 0  # a row that ends half way
-    c1 = -c0 if G == 3 else None
-    w_hh = torch.randn(G * H, H, generator=g, dtype=torch.float64) / H**0.5
-    b_hh = torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1
-    return gi, c0, c1, w_hh, b_hh
-
-
-def on_device(*tensors):
-    return [t.float().to(DEVICE) if t is not None else None for t in tensors]
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in exp")  # the interpreter's numpy, saturated gates
@@ -44,22 +26,7 @@ def on_device(*tensors):
 def test_loops_equal_float64_python_loops(G, H):
     """Both kernels against PythonLoops in float64: every output of the loop contract, with
     rows of length 0, rows that end early, saturated gates and a batch no multiple of BLOCK_B."""
-    T, B = 7, 37
-    gi, c0, c1, w_hh, b_hh = loop_inputs(G, T, B, H, seed=G + H)
-    want = PythonLoops.forward_loop(gi, c0, c1, w_hh, b_hh, True)
-    got = triton_loops.TritonLoops.forward_loop(*on_device(gi, c0, c1, w_hh, b_hh), True)
-    for name, a, b in zip(("hs", "gates", "n_all", "gh_n"), want, got):
-        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-5, name
-    d_hs = torch.randn(T, B, H, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    want_grads = PythonLoops.backward(d_hs, *want[1:], want[0], c0, c1, w_hh)
-    got_grads = triton_loops.TritonLoops.backward(*on_device(d_hs), *got[1:], got[0], *on_device(c0, c1, w_hh))
-    for name, a, b in zip(("dgi", "dgh", "dc0", "dc1"), want_grads, got_grads):
-        if a is None:
-            assert b is None, name
-            continue
-        assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-4 * max(1, a.abs().max()), name
-    serving = triton_loops.TritonLoops.forward_loop(*on_device(gi, c0, c1, w_hh, b_hh), False)
-    assert torch.equal(serving[0], got[0]) and all(t.numel() == 0 for t in serving[1:])
+    assert_loops_match_python(triton_loops.TritonLoops, G, H, DEVICE)
 
 
 @pytest.mark.parametrize("cls, convention", [(GRU, "paper"), (AIGRU, "paper"), (AGRU, "paper"), (AUGRU, "paper"), (AUGRU, "original")])

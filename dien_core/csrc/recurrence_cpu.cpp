@@ -26,16 +26,19 @@ namespace dien_core {
 constexpr int64_t kRowsPerTask = 256;
 
 template <typename scalar_t, bool HAS_Z>
-void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh,
+void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh, const at::Tensor& b_ih,
                    const at::Tensor& b_hh, bool save, at::Tensor& hs, at::Tensor& gates, at::Tensor& n_all, at::Tensor& gh_n) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const at::Tensor w_t = w_hh.t();
   const at::Tensor h0 = at::zeros({B, H}, gi.options());
   at::Tensor gh_step = at::empty({B, GH}, gi.options());  // W_hh h of one step (bias added below)
-  const at::Tensor b_c = b_hh.contiguous();
-  std::vector<acc_t> bias(GH);
-  for (int64_t j = 0; j < GH; ++j) bias[j] = acc_t(b_c.data_ptr<scalar_t>()[j]);
+  // bias[j]: what is added to gi + gh for the r and z blocks (b_ih + b_hh), then b_hh's n block
+  // (inside r * (.)) and b_ih's (outside it).
+  const at::Tensor bi = b_ih.contiguous(), bh = b_hh.contiguous();
+  std::vector<acc_t> bias(GH + H);
+  for (int64_t j = 0; j < GH; ++j) bias[j] = acc_t(bh.data_ptr<scalar_t>()[j]) + (j < split ? acc_t(bi.data_ptr<scalar_t>()[j]) : acc_t(0));
+  for (int64_t j = 0; j < H; ++j) bias[GH + j] = acc_t(bi.data_ptr<scalar_t>()[split + j]);
   const acc_t* __restrict__ bias_p = bias.data();
   const scalar_t* gi_p = gi.data_ptr<scalar_t>();
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
@@ -64,7 +67,7 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
-        const acc_t n = tanh_of(acc_t(x[split + j]) + gate[j] * ghn);
+        const acc_t n = tanh_of(acc_t(x[split + j]) + bias_p[GH + j] + gate[j] * ghn);
         const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
         const acc_t hp = h_prev[j];
         h_out[j] = scalar_t(hp + u * (n - hp));
@@ -83,10 +86,10 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   }
 }
 
-// forward: gi (T, B, G*H), c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_hh (G*H), save
+// forward: gi (T, B, G*H) without b_ih, c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_ih, b_hh (G*H), save
 // -> hs (T, B, H), and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H) (else empty).
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor& c0_any, const c10::optional<at::Tensor>& c1_opt,
-                                     const at::Tensor& w_hh, const at::Tensor& b_hh, bool save) {
+                                     const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save) {
   const at::Tensor gi = gi_any.contiguous(), c0 = c0_any.contiguous();
   const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
@@ -98,9 +101,9 @@ std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor&
   auto gh_n = save ? at::empty({T, B, H}, gi.options()) : at::empty({0}, gi.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, gi.scalar_type(), "forward_loop", [&] {
     if (has_z)
-      forward_steps<scalar_t, true>(gi, c0, c1, w_hh, b_hh, save, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, true>(gi, c0, c1, w_hh, b_ih, b_hh, save, hs, gates, n_all, gh_n);
     else
-      forward_steps<scalar_t, false>(gi, c0, c1, w_hh, b_hh, save, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, false>(gi, c0, c1, w_hh, b_ih, b_hh, save, hs, gates, n_all, gh_n);
   });
   return {hs, gates, n_all, gh_n};
 }
@@ -108,15 +111,18 @@ std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor&
 template <typename scalar_t, bool HAS_Z>
 void backward_steps(const at::Tensor& d_hs, const at::Tensor& gates, const at::Tensor& n_all, const at::Tensor& gh_n,
                     const at::Tensor& hs, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh, at::Tensor& dgi,
-                    at::Tensor& dgh, at::Tensor& dc0, at::Tensor& dc1) {
+                    at::Tensor& dgh_n, at::Tensor& dc0, at::Tensor& dc1, at::Tensor& d_b_ih, at::Tensor& d_b_hh) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2), GH = dgi.size(2), split = GH - H;
   // dL/dh_{t-1} = carried + through_w: the direct path dh_t * (1 - u_t) plus the path
   // through W_hh, dgh_t @ W_hh; kept apart so the product needs no copy of the addend.
   at::Tensor carried = at::zeros({B, H}, d_hs.options());
   at::Tensor through_w = at::zeros({B, H}, d_hs.options());
+  // dgh of one step, for that product: its r and z blocks are dgi's, its n block is kept in dgh_n.
+  at::Tensor dgh_step = at::empty({B, GH}, d_hs.options());
   scalar_t* carried_p = carried.data_ptr<scalar_t>();
   const scalar_t* through_w_p = through_w.data_ptr<scalar_t>();
+  scalar_t* dgh_step_p = dgh_step.data_ptr<scalar_t>();
   const std::vector<scalar_t> zero_row(H, scalar_t(0));  // h_{-1}
   const scalar_t* d_hs_p = d_hs.data_ptr<scalar_t>();
   const scalar_t* gates_p = gates.data_ptr<scalar_t>();
@@ -126,11 +132,17 @@ void backward_steps(const at::Tensor& d_hs, const at::Tensor& gates, const at::T
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
   scalar_t* dgi_p = dgi.data_ptr<scalar_t>();
-  scalar_t* dgh_p = dgh.data_ptr<scalar_t>();
+  scalar_t* dgh_n_p = dgh_n.data_ptr<scalar_t>();
   scalar_t* dc0_p = dc0.data_ptr<scalar_t>();
   scalar_t* dc1_p = HAS_Z ? dc1.data_ptr<scalar_t>() : nullptr;
+  // The biases' gradients are column sums of dgi and of dgh; each thread sums its rows of a step
+  // (columns: dgi's G*H, then dgh's n block), then adds them to its totals in double.
+  const int64_t sums = GH + H, threads = at::get_num_threads();
+  std::vector<double> totals(threads * sums, 0.0);
   for (int64_t t = T - 1; t >= 0; --t) {
     at::parallel_for(0, B, kRowsPerTask, [&](int64_t b_begin, int64_t b_end) {
+    std::vector<acc_t> step_sums(sums, acc_t(0));
+    acc_t* __restrict__ sum_p = step_sums.data();
     for (int64_t b = b_begin; b < b_end; ++b) {
       const int64_t row = t * B + b;
       const scalar_t* __restrict__ d_out = d_hs_p + row * H;
@@ -142,7 +154,8 @@ void backward_steps(const at::Tensor& d_hs, const at::Tensor& gates, const at::T
       const scalar_t* __restrict__ through = through_w_p + b * H;
       scalar_t* __restrict__ carry = carried_p + b * H;
       scalar_t* __restrict__ dgi_row = dgi_p + row * GH;
-      scalar_t* __restrict__ dgh_row = dgh_p + row * GH;
+      scalar_t* __restrict__ dgh_row = dgh_step_p + b * GH;
+      scalar_t* __restrict__ dghn_row = dgh_n_p + row * H;
       const acc_t u0 = c0_p[row], u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
       acc_t sum_du = 0, sum_du_z = 0;
 #pragma omp simd reduction(+ : sum_du, sum_du_z)
@@ -158,26 +171,40 @@ void backward_steps(const at::Tensor& d_hs, const at::Tensor& gates, const at::T
         const acc_t du = dh * jump;
         sum_du += du;
         dgi_row[j] = dgh_row[j] = scalar_t(dr);
+        sum_p[j] += dr;
         if (HAS_Z) {
           sum_du_z += du * z_j;
-          dgi_row[H + j] = dgh_row[H + j] = scalar_t(du * u1 * z_j * (1 - z_j));
+          const acc_t dz = du * u1 * z_j * (1 - z_j);
+          dgi_row[H + j] = dgh_row[H + j] = scalar_t(dz);
+          sum_p[H + j] += dz;
         }
         dgi_row[split + j] = scalar_t(dn);
-        dgh_row[split + j] = scalar_t(dn * r_j);
+        dgh_row[split + j] = dghn_row[j] = scalar_t(dn * r_j);
+        sum_p[split + j] += dn;
+        sum_p[GH + j] += dn * r_j;
         carry[j] = scalar_t(dh * (1 - u));
       }
       dc0_p[row] = scalar_t(sum_du);
       if (HAS_Z) dc1_p[row] = scalar_t(sum_du_z);
     }
+    double* __restrict__ total = totals.data() + at::get_thread_num() * sums;
+    for (int64_t k = 0; k < sums; ++k) total[k] += double(sum_p[k]);
     });
-    at::Tensor dgh_slot = dgh[t];
-    at::mm_out(through_w, dgh_slot, w_hh);
+    at::mm_out(through_w, dgh_step, w_hh);
   }
+  double* __restrict__ total = totals.data();
+  for (int64_t s = 1; s < threads; ++s)
+    for (int64_t k = 0; k < sums; ++k) total[k] += totals[s * sums + k];
+  scalar_t* d_b_ih_p = d_b_ih.data_ptr<scalar_t>();
+  scalar_t* d_b_hh_p = d_b_hh.data_ptr<scalar_t>();
+  for (int64_t k = 0; k < GH; ++k) d_b_ih_p[k] = scalar_t(total[k]);
+  for (int64_t k = 0; k < split; ++k) d_b_hh_p[k] = scalar_t(total[k]);
+  for (int64_t k = 0; k < H; ++k) d_b_hh_p[split + k] = scalar_t(total[GH + k]);
 }
 
 // backward: d_hs (T, B, H) and the saved gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H),
 // hs (T, B, H), c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H)
-// -> dgi (T, B, G*H), dgh (T, B, G*H), dc0 (T, B, 1), dc1 (T, B, 1) or undefined.
+// -> dgi (T, B, G*H), dgh_n (T, B, H), dc0 (T, B, 1), dc1 (T, B, 1) or undefined, d_b_ih (G*H), d_b_hh (G*H).
 std::vector<at::Tensor> backward(const at::Tensor& d_hs_any, const at::Tensor& gates_any, const at::Tensor& n_all_any,
                                  const at::Tensor& gh_n_any, const at::Tensor& hs_any, const at::Tensor& c0_any,
                                  const c10::optional<at::Tensor>& c1_opt, const at::Tensor& w_hh) {
@@ -185,18 +212,19 @@ std::vector<at::Tensor> backward(const at::Tensor& d_hs_any, const at::Tensor& g
   const at::Tensor gh_n = gh_n_any.contiguous(), hs = hs_any.contiguous(), c0 = c0_any.contiguous();
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
-  const int64_t T = hs.size(0), B = hs.size(1), GH = w_hh.size(0);
+  const int64_t T = hs.size(0), B = hs.size(1), H = hs.size(2), GH = w_hh.size(0);
   auto dgi = at::empty({T, B, GH}, d_hs.options());
-  auto dgh = at::empty({T, B, GH}, d_hs.options());
+  auto dgh_n = at::empty({T, B, H}, d_hs.options());
   auto dc0 = at::empty({T, B, 1}, d_hs.options());
   auto dc1 = has_z ? at::empty({T, B, 1}, d_hs.options()) : at::Tensor();
+  auto d_b_ih = at::empty({GH}, d_hs.options()), d_b_hh = at::empty({GH}, d_hs.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, d_hs.scalar_type(), "backward", [&] {
     if (has_z)
-      backward_steps<scalar_t, true>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1);
+      backward_steps<scalar_t, true>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh_n, dc0, dc1, d_b_ih, d_b_hh);
     else
-      backward_steps<scalar_t, false>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1);
+      backward_steps<scalar_t, false>(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh_n, dc0, dc1, d_b_ih, d_b_hh);
   });
-  return {dgi, dgh, dc0, dc1};
+  return {dgi, dgh_n, dc0, dc1, d_b_ih, d_b_hh};
 }
 
 }  // namespace dien_core

@@ -28,20 +28,21 @@ from .. import cpp
 
 
 class FusedRecurrence(torch.autograd.Function):
-    """``gi (T, B, G*H)``, ``c0 (T, B, 1)``, ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``,
-    ``b_hh (G*H)``, the ``loops`` form, ``save`` (False: no backward will run, so the loop
-    keeps nothing for it) -> states ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
+    """``gi (T, B, G*H)`` (the input projection, its bias not added), ``c0 (T, B, 1)``,
+    ``c1 (T, B, 1) or None``, ``w_hh (G*H, H)``, ``b_ih (G*H)``, ``b_hh (G*H)``, the ``loops``
+    form, ``save`` (False: no backward will run, so the loop keeps nothing for it) -> states
+    ``hs (T, B, H)`` (time-major; ``hs[t]`` after step t).
 
-    Backward: ``loops.backward`` returns the gradients of the pre-activations
-    (``dgi``, ``dgh``) and of ``c0, c1``; its sequential loop carries ``dh`` alone:
-    ``dgh_t = dh_t * K_t`` (K stacks the gate derivatives) and
-    ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The weight gradients are one
-    product and one sum over all steps.
+    Backward: ``loops.backward`` returns the gradients of the pre-activations ``dgi`` and of
+    ``c0, c1``, the n block of ``W_hh h + b_hh``'s (``dgh_n``; its r and z blocks are ``dgi``'s)
+    and both biases'; its sequential loop carries ``dh`` alone: ``dgh_t = dh_t * K_t`` (K stacks
+    the gate derivatives) and ``dh_{t-1} = dh_t * (1 - u_t) + dgh_t @ W_hh``. The hidden
+    weights' gradient is one product per block over all steps.
     """
 
     @staticmethod
-    def forward(ctx, gi, c0, c1, w_hh, b_hh, loops, save):
-        hs, gates, n_all, gh_n = loops.forward_loop(gi, c0, c1, w_hh, b_hh, save)
+    def forward(ctx, gi, c0, c1, w_hh, b_ih, b_hh, loops, save):
+        hs, gates, n_all, gh_n = loops.forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save)
         ctx.save_for_backward(gates, n_all, gh_n, hs, c0, c1, w_hh)
         ctx.loops = loops
         return hs
@@ -50,12 +51,12 @@ class FusedRecurrence(torch.autograd.Function):
     def backward(ctx, d_hs):
         gates, n_all, gh_n, hs, c0, c1, w_hh = ctx.saved_tensors
         T, B, H = hs.shape
-        GH = w_hh.shape[0]
-        dgi, dgh, dc0, dc1 = ctx.loops.backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh)
-        # sum_t dgh_t^T h_{t-1}; h_{-1} = 0 drops step 0
-        d_w_hh = dgh[1:].reshape((T - 1) * B, GH).t() @ hs[:-1].reshape((T - 1) * B, H)
-        d_b_hh = dgh.sum(dim=(0, 1))
-        return dgi, dc0, dc1, d_w_hh, d_b_hh, None, None
+        split = w_hh.shape[0] - H
+        dgi, dgh_n, dc0, dc1, d_b_ih, d_b_hh = ctx.loops.backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh)
+        # sum_t dgh_t^T h_{t-1}; h_{-1} = 0 drops step 0. dgh's r and z blocks are dgi's.
+        h_prev = hs[:-1].reshape((T - 1) * B, H)
+        d_w_hh = torch.cat([dgi[1:, :, :split].reshape((T - 1) * B, split).t() @ h_prev, dgh_n[1:].reshape((T - 1) * B, H).t() @ h_prev])
+        return dgi, dc0, dc1, d_w_hh, d_b_ih, d_b_hh, None, None
 
 
 class PythonLoops:
@@ -64,10 +65,12 @@ class PythonLoops:
     each step's elementwise work in one pass, the backward's per-step factors inside its loop."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, w_hh, b_hh, save=True):
-        """``gi (T, B, G*H)``, ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``, ``gates (T, B, (G-1)*H)``
-        (sigmoid r, z), ``n_all (T, B, H)``, ``gh_n (T, B, H)`` (the n block of ``W_hh h + b_hh``,
-        needed for ``dr``). ``save=False`` (no backward to come): the last three are empty."""
+    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True):
+        """``gi (T, B, G*H)`` (without ``b_ih``), ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``,
+        ``gates (T, B, (G-1)*H)`` (sigmoid r, z), ``n_all (T, B, H)``, ``gh_n (T, B, H)`` (the n
+        block of ``W_hh h + b_hh``, needed for ``dr``). ``save=False`` (no backward to come): the
+        last three are empty."""
+        gi = gi + b_ih
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         split = GH - H
@@ -90,7 +93,8 @@ class PythonLoops:
 
     @staticmethod
     def backward(d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh):
-        """Saved forward tensors and ``d_hs (T, B, H)`` -> ``dgi, dgh (T, B, G*H)``, ``dc0, dc1 (T, B, 1)``.
+        """Saved forward tensors and ``d_hs (T, B, H)`` -> ``dgi (T, B, G*H)``, ``dgh_n (T, B, H)``,
+        ``dc0, dc1 (T, B, 1)``, ``d_b_ih, d_b_hh (G*H)``.
 
         Every factor that does not depend on the incoming gradient is computed for all
         steps at once; the loop is left with ``dh``."""
@@ -122,7 +126,7 @@ class PythonLoops:
         dc0 = du.sum(dim=-1, keepdim=True)
         dc1 = (du * z).sum(dim=-1, keepdim=True) if has_z else None
         dgi = torch.cat([dgh[..., :split], dh_all * a], dim=-1)
-        return dgi, dgh, dc0, dc1
+        return dgi, dgh[..., split:], dc0, dc1, dgi.sum(dim=(0, 1)), dgh.sum(dim=(0, 1))
 
 
 def fused_recurrence(
@@ -146,8 +150,9 @@ def fused_recurrence(
     a = att.t().unsqueeze(-1) if att is not None else None  # (T, B, 1)
     if kind == "AIGRU":
         x = x * att.unsqueeze(-1)
-    # One product for every step's input projection; time-major for cheap per-step slices.
-    gi = torch.nn.functional.linear(x.transpose(0, 1), w_ih, b_ih).contiguous()  # (T, B, G*H)
+    # One product for every step's input projection; time-major for cheap per-step slices. The
+    # loops add b_ih (and sum its gradient) as they pass over the rows anyway.
+    gi = torch.nn.functional.linear(x.transpose(0, 1), w_ih).contiguous()  # (T, B, G*H)
     if kind in ("GRU", "AIGRU"):
         c0, c1 = m, -m
     elif kind == "AGRU":
@@ -161,7 +166,7 @@ def fused_recurrence(
     # in the weights' dtype (its products are small, its state accumulates) with autocast off.
     dtype = w_hh.dtype
     with torch.autocast(x.device.type, enabled=False):
-        inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_hh)
+        inputs = (gi.to(dtype), c0.to(dtype), c1.to(dtype) if c1 is not None else None, w_hh, b_ih, b_hh)
         hs = FusedRecurrence.apply(*inputs, loops, cpp.needs_backward(*inputs))
     return (hs * m).transpose(0, 1), hs[-1]
 

@@ -5,7 +5,8 @@ registers: per step three small products ``h @ W_hh^T`` (one per gate block, ``t
 in full float32) and the gates, candidate and update, with nothing in between written to
 memory but what the backward reads. The backward walks back the same way, carrying ``dh``,
 and writes the pre-activation gradients; ``FusedRecurrence`` turns them into weight
-gradients with one product over all steps, as for the other loops.
+gradients with one product per block over all steps, as for the other loops (the bias sums
+are torch reductions here).
 
 The hidden size is padded to a power of two ``HP`` (>= 16, what ``tl.dot`` takes); the
 padding lanes load zeros and stay zero. Float32 only. On CPU tensors the kernels run only
@@ -93,7 +94,7 @@ if triton is not None:
 
     @triton.jit
     def _forward_kernel(
-        gi, c0, c1, w_hh, b_hh, hs, gates, n_all, gh_n, T, B, H,
+        gi, c0, c1, w_hh, b_ih, b_hh, hs, gates, n_all, gh_n, T, B, H,
         HAS_Z: tl.constexpr, SAVE: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr,
     ):  # fmt: skip
         G: tl.constexpr = 3 if HAS_Z else 2
@@ -101,17 +102,19 @@ if triton is not None:
         in_h = cols < H
         w_r = _weight_block(w_hh, 0, H, HP, True)
         w_n = _weight_block(w_hh, G - 1, H, HP, True)
-        b_r = tl.load(b_hh + cols, mask=in_h, other=0.0)[None, :]
+        # b_ih and b_hh add up for r and z; for n, b_hh is inside r * (.) and b_ih outside it
+        b_r = (tl.load(b_ih + cols, mask=in_h, other=0.0) + tl.load(b_hh + cols, mask=in_h, other=0.0))[None, :]
         b_n = tl.load(b_hh + (G - 1) * H + cols, mask=in_h, other=0.0)[None, :]
+        b_in = tl.load(b_ih + (G - 1) * H + cols, mask=in_h, other=0.0)[None, :]
         if HAS_Z:
             w_z = _weight_block(w_hh, 1, H, HP, True)
-            b_z = tl.load(b_hh + H + cols, mask=in_h, other=0.0)[None, :]
+            b_z = (tl.load(b_ih + H + cols, mask=in_h, other=0.0) + tl.load(b_hh + H + cols, mask=in_h, other=0.0))[None, :]
         h = tl.zeros((BLOCK_B, HP), dtype=tl.float32)
         for _ in range(T):  # the pointers advance one step each time
             gh_r = tl.dot(h, w_r, input_precision="ieee") + b_r
             ghn = tl.dot(h, w_n, input_precision="ieee") + b_n
             r = tl.sigmoid(tl.load(gi + at_gi, mask=inside, other=0.0) + gh_r)
-            n = _tanh(tl.load(gi + at_gi + (G - 1) * H, mask=inside, other=0.0) + r * ghn)
+            n = _tanh(tl.load(gi + at_gi + (G - 1) * H, mask=inside, other=0.0) + b_in + r * ghn)
             u = tl.load(c0 + rows, mask=rows < B, other=0.0)[:, None]
             if HAS_Z:
                 gh_z = tl.dot(h, w_z, input_precision="ieee") + b_z
@@ -135,7 +138,7 @@ if triton is not None:
 
     @triton.jit
     def _backward_kernel(
-        d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh, dc0, dc1, T, B, H,
+        d_hs, gates, n_all, gh_n, hs, c0, c1, w_hh, dgi, dgh_n, dc0, dc1, T, B, H,
         HAS_Z: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr,
     ):  # fmt: skip
         G: tl.constexpr = 3 if HAS_Z else 2
@@ -165,15 +168,13 @@ if triton is not None:
             d_n = dh * a * r
             du = dh * jump
             step_g = t * B * G * H
-            tl.store(dgh + step_g + at_g, d_r, mask=inside)
-            tl.store(dgi + step_g + at_g, d_r, mask=inside)
-            tl.store(dgh + step_g + at_g + (G - 1) * H, d_n, mask=inside)
+            tl.store(dgi + step_g + at_g, d_r, mask=inside)  # dgh's r and z blocks are dgi's
+            tl.store(dgh_n + t * B * H + at_h, d_n, mask=inside)
             tl.store(dgi + step_g + at_g + (G - 1) * H, dh * a, mask=inside)
             tl.store(dc0 + t * B + rows, tl.sum(du, axis=1), mask=in_b)
             back = tl.dot(d_r, w_r, input_precision="ieee") + tl.dot(d_n, w_n, input_precision="ieee")
             if HAS_Z:
                 d_z = du * k1 * z * (1 - z)
-                tl.store(dgh + step_g + at_g + H, d_z, mask=inside)
                 tl.store(dgi + step_g + at_g + H, d_z, mask=inside)
                 tl.store(dc1 + t * B + rows, tl.sum(du * z, axis=1), mask=in_b)
                 back += tl.dot(d_z, w_z, input_precision="ieee")
@@ -195,7 +196,7 @@ class TritonLoops:
     copies made here where the inputs are views (``c0, c1`` come transposed from the mask)."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, w_hh, b_hh, save=True):
+    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True):
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         _check_size(T, B, GH)
@@ -206,7 +207,7 @@ class TritonLoops:
         c1 = c1.contiguous() if c1 is not None else c0  # not read without z
         grid = (triton.cdiv(B, BLOCK_B),)
         _forward_kernel[grid](
-            gi.contiguous(), c0, c1, w_hh.contiguous(), b_hh.contiguous(), hs, gates, n_all, gh_n, T, B, H,
+            gi.contiguous(), c0, c1, w_hh.contiguous(), b_ih.contiguous(), b_hh.contiguous(), hs, gates, n_all, gh_n, T, B, H,
             HAS_Z=GH == 3 * H, SAVE=save, BLOCK_B=BLOCK_B, HP=_padded(H), num_warps=NUM_WARPS,
         )  # fmt: skip
         return hs, gates, n_all, gh_n
@@ -216,14 +217,17 @@ class TritonLoops:
         T, B, H = hs.shape
         GH = w_hh.shape[0]
         has_z = c1 is not None
-        dgi, dgh = hs.new_empty(T, B, GH), hs.new_empty(T, B, GH)
+        dgi, dgh_n = hs.new_empty(T, B, GH), hs.new_empty(T, B, H)
         dc0 = hs.new_empty(T, B, 1)
         dc1 = hs.new_empty(T, B, 1) if has_z else dc0
         c0 = c0.contiguous()
         grid = (triton.cdiv(B, BLOCK_B),)
         _backward_kernel[grid](
             d_hs.contiguous(), gates, n_all, gh_n, hs, c0, c1.contiguous() if has_z else c0, w_hh.contiguous(),
-            dgi, dgh, dc0, dc1, T, B, H,
+            dgi, dgh_n, dc0, dc1, T, B, H,
             HAS_Z=has_z, BLOCK_B=BLOCK_B, HP=_padded(H), num_warps=NUM_WARPS,
         )  # fmt: skip
-        return dgi, dgh, dc0, dc1 if has_z else None
+        split = GH - H
+        d_b_ih = dgi.sum(dim=(0, 1))
+        d_b_hh = torch.cat([d_b_ih[:split], dgh_n.sum(dim=(0, 1))])
+        return dgi, dgh_n, dc0, dc1 if has_z else None, d_b_ih, d_b_hh
