@@ -14,6 +14,8 @@ from torch.utils import flop_counter
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
+from dien_core.recurrent import triton_loops
+
 from . import peers, results_io
 from .models import MODEL_NAMES
 from .profile_steps import REALISTIC_VOCAB, make_step, random_batch
@@ -91,13 +93,14 @@ def count_flops(step: Callable[[], None]) -> float:
     """FLOPs of one step as torch's counter sees its operators. The C++ kernels call ATen inside
     their own parallel regions, where the counter does not look, so the count runs on one thread
     (the regions then run on the calling thread); their in-place accumulating products
-    (``addmm_``) count as ``addmm``."""
+    (``addmm_``) count as ``addmm``. It cannot see into Triton kernels either, so on CUDA the
+    layers on ``auto`` run their Python loops while counting: the same products."""
     if torch.ops.aten.addmm_ not in flop_counter.flop_registry:
         flop_counter.register_flop_formula(torch.ops.aten.addmm_, get_raw=True)(flop_counter.addmm_flop)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, triton_loops.torch_op_loops():
             step()
     finally:
         torch.set_num_threads(threads)

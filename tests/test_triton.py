@@ -89,6 +89,10 @@ def test_dispatch(monkeypatch):
         triton_loops.use_triton("triton", cuda, torch.bfloat16, 36)
     with pytest.raises(ValueError, match="up to 64"):
         triton_loops.use_triton("triton", cuda, torch.float32, 100)
+    with triton_loops.torch_op_loops():  # what bench's FLOP counter runs: the same products as torch ops
+        assert not triton_loops.use_triton("auto", cuda, torch.float32, 36)
+        assert triton_loops.use_triton("triton", cuda, torch.float32, 36)
+    assert triton_loops.use_triton("auto", cuda, torch.float32, 36)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA tensors"):
         AUGRU(3, 4, backend="triton")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))

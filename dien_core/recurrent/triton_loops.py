@@ -22,6 +22,7 @@ programs share an SM and batch 4096 (256 programs) is one wave on an H100/H200.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -35,6 +36,21 @@ BLOCK_B = 16
 NUM_WARPS = 16
 # Above 64 (padded to 128) the backward needs about 300 KB of shared memory: more than an SM has.
 MAX_HIDDEN = 64
+
+
+_torch_op_loops = False
+
+
+@contextmanager
+def torch_op_loops():
+    """While active, ``auto`` runs the Python loops where it would run these kernels: the same
+    products, as torch ops that torch's FLOP counter sees (it cannot see into a Triton kernel)."""
+    global _torch_op_loops
+    before, _torch_op_loops = _torch_op_loops, True
+    try:
+        yield
+    finally:
+        _torch_op_loops = before
 
 
 def importable() -> bool:
@@ -60,7 +76,7 @@ def use_triton(backend: str, device: torch.device, dtype: torch.dtype, hidden_si
             raise ValueError(f"backend 'triton' takes hidden sizes up to {MAX_HIDDEN}, got {hidden_size}; use 'fused'")
         return True
     fits = dtype == torch.float32 and hidden_size <= MAX_HIDDEN
-    return backend == "auto" and device.type == "cuda" and fits and importable()
+    return backend == "auto" and device.type == "cuda" and fits and importable() and not _torch_op_loops
 
 
 if triton is not None:
