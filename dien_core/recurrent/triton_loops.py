@@ -29,8 +29,10 @@ import torch
 try:
     import triton
     import triton.language as tl
-except ImportError:  # triton ships with CUDA builds of torch; CPU-only installs may lack it
-    triton = None
+
+    _import_error = None
+except Exception as error:  # noqa: BLE001 - absent (CPU-only installs may lack it) or broken: the other loops run
+    triton, _import_error = None, error
 
 BLOCK_B = 16
 NUM_WARPS = 16
@@ -67,7 +69,8 @@ def use_triton(backend: str, device: torch.device, dtype: torch.dtype, hidden_si
     ``hidden_size <= MAX_HIDDEN``."""
     if backend == "triton":
         if not importable():
-            raise ValueError("backend 'triton' needs the triton package (and DIEN_CORE_TRITON not 0); use 'auto' or 'fused'")
+            why = f"triton did not import ({_import_error})" if _import_error else "DIEN_CORE_TRITON=0"
+            raise ValueError(f"backend 'triton' needs the triton package: {why}; use 'auto' or 'fused'")
         if device.type != "cuda" and not interpreted():
             raise ValueError(f"backend 'triton' runs on CUDA tensors, got {device.type} (on CPU only under TRITON_INTERPRET=1, for tests)")
         if dtype != torch.float32:
