@@ -115,11 +115,14 @@ def breakdown(config: BreakdownConfig) -> str:
     return "\n".join(lines)
 
 
+CLI_FIELDS = ("model", "mode", "dtype", "batch_size", "seq_len", "lengths", "steps")  # --device is added with its own default
+
+
 def add_breakdown_parser(sub) -> None:
     defaults = BreakdownConfig.__dataclass_fields__
     p = sub.add_parser("breakdown", help="where one step's time goes: launches, device busy time, operators")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda (default: cuda if present)")
-    for name in ("model", "mode", "dtype", "batch_size", "seq_len", "lengths", "steps"):
+    for name in CLI_FIELDS:
         default = defaults[name].default
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"(default: {default})")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's default)")
@@ -129,8 +132,7 @@ def add_breakdown_parser(sub) -> None:
 
 
 def cmd_breakdown(args: argparse.Namespace) -> int:
-    fields = ("device", "model", "mode", "dtype", "batch_size", "seq_len", "lengths", "steps")
-    config = BreakdownConfig(**{name: getattr(args, name) for name in fields})
+    config = BreakdownConfig(device=args.device, **{name: getattr(args, name) for name in CLI_FIELDS})
     if args.threads:
         torch.set_num_threads(args.threads)
     results_io.flush_denormals(keep=args.keep_denormals)

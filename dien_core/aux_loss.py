@@ -23,7 +23,8 @@ class AuxiliaryLoss(nn.Module):
     "cpp" computes the loss and its gradients in one pass over row tiles
     (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off); "auto" does so
     where it can, else runs the torch ops (``torch_forward``), as "reference", "fused"
-    and "triton" (whose kernels are the recurrence's) always do. ``reference_forward`` is the literal concatenation, the check.
+    and "triton" (whose kernels are the recurrence's) always do. ``reference_forward`` is
+    the literal concatenation, the check.
     Takes ``states (B, T, H)``, ``clicked (B, T, E)``, ``negative (B, T, E)``,
     ``mask (B, T)`` bool; returns a scalar.
     """

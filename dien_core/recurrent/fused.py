@@ -13,11 +13,12 @@ the state at padded steps):
 | AUGRU original | m | m (a - 1) |
 
 The loop keeps one small matrix product per step forward and backward; the
-weight gradients are one product over all steps. The forward loop and the
-backward come in two forms with one contract: ``PythonLoops`` (readable) and the
+weight gradients are one product per gate block over all steps. The forward loop and
+the backward come in three forms with one contract: ``PythonLoops`` (readable), the
 C++ module of ``dien_core/cpp.py`` (CPU: per step one product and one fused pass
-over the rows; the backward's per-step factors made inside its loop). Gradients reach ``att`` and the mask through
-``c0, c1``, which are ordinary autograd tensors.
+over the rows; the backward's per-step factors made inside its loop) and
+``triton_loops.TritonLoops`` (CUDA: the whole sequence in one kernel). Gradients reach
+``att`` and the mask through ``c0, c1``, which are ordinary autograd tensors.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def fused_recurrence(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``x (B, T, I)``, ``att (B, T)``, ``mask (B, T)`` bool -> ``out (B, T, H)``, ``last (B, H)``.
 
-    ``loops``: ``PythonLoops`` or the compiled module from ``cpp.kernels()`` (CPU only)."""
+    ``loops``: ``PythonLoops``, the compiled module from ``cpp.kernels()`` (CPU only) or
+    ``triton_loops.TritonLoops`` (CUDA)."""
     B, T, _ = x.shape
     w_ih, w_hh, b_ih, b_hh = weights
     H = w_hh.shape[1]

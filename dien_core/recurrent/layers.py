@@ -70,10 +70,10 @@ class _Recurrent(nn.Module):
         mask = step_mask(lengths, T)
         if cpp.use_kernels(self.backend, x.device):
             return fused_recurrence(self.kind, x, att, mask, weights, self.convention, cpp.kernels())
-        native = self.kind in ("GRU", "AIGRU") and self.backend != "triton"
+        native = self.kind in ("GRU", "AIGRU") and self.backend != "triton"  # cuDNN beats our loops there
         if not native and use_triton(self.backend, x.device, self.weight_hh.dtype, self.hidden_size):
             return fused_recurrence(self.kind, x, att, mask, weights, self.convention, TritonLoops)
-        if self.kind in ("GRU", "AIGRU"):  # a plain GRU (on a * x for AIGRU): torch's own kernel
+        if native:  # a plain GRU (on a * x for AIGRU): torch's own kernel
             return native_gru(x * att.unsqueeze(-1) if att is not None else x, mask, lengths, weights)
         return fused_recurrence(self.kind, x, att, mask, weights, self.convention, PythonLoops)
 

@@ -102,7 +102,7 @@ if triton is not None:
     @triton.jit
     def _row_tile(B, H, G: tl.constexpr, BLOCK_B: tl.constexpr, HP: tl.constexpr):
         """This program's rows and, inside one step of each (T, B, width) tensor, the offsets of
-        its (BLOCK_B, HP) tile for widths ``G * H`` (gi, dgi, dgh), ``H`` and ``(G - 1) * H`` (gates)."""
+        its (BLOCK_B, HP) tile for widths ``G * H`` (gi, dgi), ``H`` and ``(G - 1) * H`` (gates)."""
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         cols = tl.arange(0, HP)
         inside = (rows < B)[:, None] & (cols < H)[None, :]
@@ -118,7 +118,7 @@ if triton is not None:
     ):  # fmt: skip
         G: tl.constexpr = 3 if HAS_Z else 2
         rows, cols, inside, at_gi, at_h, at_gate = _row_tile(B, H, G, BLOCK_B, HP)
-        in_h = cols < H
+        in_b, in_h = rows < B, cols < H
         w_r = _weight_block(w_hh, 0, H, HP, True)
         w_n = _weight_block(w_hh, G - 1, H, HP, True)
         # b_ih and b_hh add up for r and z; for n, b_hh is inside r * (.) and b_ih outside it
@@ -134,11 +134,11 @@ if triton is not None:
             ghn = tl.dot(h, w_n, input_precision="ieee") + b_n
             r = tl.sigmoid(tl.load(gi + at_gi, mask=inside, other=0.0) + gh_r)
             n = _tanh(tl.load(gi + at_gi + (G - 1) * H, mask=inside, other=0.0) + b_in + r * ghn)
-            u = tl.load(c0 + rows, mask=rows < B, other=0.0)[:, None]
+            u = tl.load(c0 + rows, mask=in_b, other=0.0)[:, None]
             if HAS_Z:
                 gh_z = tl.dot(h, w_z, input_precision="ieee") + b_z
                 z = tl.sigmoid(tl.load(gi + at_gi + H, mask=inside, other=0.0) + gh_z)
-                u = u + tl.load(c1 + rows, mask=rows < B, other=0.0)[:, None] * z
+                u = u + tl.load(c1 + rows, mask=in_b, other=0.0)[:, None] * z
                 c1 += B
             h = h + u * (n - h)
             tl.store(hs + at_h, h, mask=inside)
