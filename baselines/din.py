@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes
+from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
 
 
 class DIN(nn.Module):
@@ -15,7 +14,7 @@ class DIN(nn.Module):
     def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
         super().__init__()
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
         self.attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
         self.head = Head(config.embedding_dim + 4 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
@@ -23,6 +22,6 @@ class DIN(nn.Module):
         B, T = batch.hist_item.shape
         emb = self.embedding(batch)
         weights = self.attention(emb.target, emb.hist, emb.mask)  # (B, T)
-        pooled = torch.bmm(weights.unsqueeze(1), emb.hist).squeeze(1)  # (B, E)
+        pooled = weighted_sum(weights, emb.hist)  # (B, E)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, pooled)
         return Output(logits, logits.new_zeros(()))

@@ -14,7 +14,7 @@ class SumPooling(nn.Module):
     def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
         super().__init__()
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
         self.head = Head(config.embedding_dim + 2 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
     def forward(self, batch: Batch) -> Output:

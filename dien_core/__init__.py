@@ -1,6 +1,6 @@
 """dien_core: the one DIEN core (embeddings, attention, recurrent layers, interest layers, head)."""
 
-from .attention import AttentionUnit
+from .attention import AttentionUnit, weighted_sum
 from .aux_loss import AuxiliaryLoss
 from .batch import Batch, Output, step_mask
 from .config import ModelConfig, VocabSizes
@@ -24,4 +24,5 @@ __all__ = [
     "VocabSizes",
     "step_mask",
     "total_loss",
+    "weighted_sum",
 ]

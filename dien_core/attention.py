@@ -35,9 +35,16 @@ class AttentionUnit(nn.Module):
         B, T, D = keys.shape
         first = self.mlp.first
         w_q, w_k, w_d, w_p = first.weight.split(D, dim=1)  # each (H1, D)
-        row = query @ (w_q + w_d).t() + first.bias  # (B, H1)
-        step = keys @ (w_k - w_d).t() + (keys * query.unsqueeze(1)) @ w_p.t()  # (B, T, H1)
-        return self.mlp.forward_from_first(step + row.unsqueeze(1), mask)
+        row = torch.addmm(first.bias, query, (w_q + w_d).t())  # (B, H1)
+        # Time-major rows (t, b): a view of keys that are time-major in memory (the embedding's
+        # and the recurrences' outputs are), a copy otherwise.
+        keys_tm = keys.transpose(0, 1).reshape(T * B, D)
+        step = keys_tm @ (w_k - w_d).t()  # (T * B, H1)
+        # The second product accumulates into the first (no add pass); in-place products escape autocast,
+        # so their operands take the first's dtype, as autocast would give them.
+        step.addmm_((keys_tm.view(T, B, D) * query).view(T * B, D).to(step.dtype), w_p.t().to(step.dtype))
+        hidden = torch.add(step.view(T, B, row.shape[1]), row)  # (T, B, H1)
+        return self.mlp.forward_from_first(hidden, mask.t()).t()
 
     def reference_scores(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, D = keys.shape
@@ -55,3 +62,11 @@ class AttentionUnit(nn.Module):
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, D = keys.shape
         return self.normalize(self.scores(query, keys, mask), mask)
+
+
+def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Attention pooling: ``weights (B, T)``, ``values (B, T, E)`` -> ``sum_t weights[:, t] values[:, t]``
+    ``(B, E)``. Elementwise, not a batched product: it reads values in the layout they come in
+    (time-major from the embedding and the recurrences) where ``bmm`` would copy them per row."""
+    B, T, E = values.shape
+    return (weights.unsqueeze(-1) * values).sum(dim=1)

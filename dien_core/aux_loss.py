@@ -44,15 +44,15 @@ class AuxiliaryLoss(nn.Module):
         B, T, H = states.shape
         if not self.uses_kernel(states):
             return self.torch_forward(states, clicked, negative, mask)
-        E = clicked.shape[-1]
-        # Pair the state at t with the behaviour at t + 1: B * (T - 1) rows.
-        valid = mask[:, 1:].reshape(-1).to(states.dtype)
-        weight = valid / valid.sum().clamp_min(1.0)  # the mean over valid pairs as per-row weights
-        h = states[:, :-1].reshape(-1, H)
-        pos, neg = clicked[:, 1:].reshape(-1, E), negative[:, 1:].reshape(-1, E)
+        # Time-major rows (t, b), flattened: the state at t pairs with the behaviour at t + 1, B rows
+        # further on. A view, no copy, of inputs that are time-major in memory (the recurrences' and
+        # the embedding's outputs are); the gradients come back in the same layout.
+        h, pos, neg = (x.transpose(0, 1).reshape(T * B, x.shape[-1]) for x in (states, clicked, negative))
+        valid = mask.t()[1:].reshape(-1).to(states.dtype)  # ((T - 1) * B)
+        weight = valid / valid.sum().clamp_min(1.0)  # the mean over valid pairs as per-pair weights
         layers = [*self.mlp.linears, self.mlp.out]
         params = [*[lin.weight for lin in layers], *[lin.bias for lin in layers]]
-        return FusedAuxiliaryLoss.apply(cpp.needs_backward(h, pos, neg, *params), h, pos, neg, weight, *params)
+        return FusedAuxiliaryLoss.apply(cpp.needs_backward(h, pos, neg, *params), B, h, pos, neg, weight, *params)
 
     def torch_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
@@ -84,8 +84,9 @@ class AuxiliaryLoss(nn.Module):
 class FusedAuxiliaryLoss(torch.autograd.Function):
     """The auxiliary loss over flat pairs, with its gradients made in the same pass (C++, CPU).
 
-    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``h (N, H)``, ``pos (N, E)``,
-    ``neg (N, E)``, ``weight (N)`` (valid / count), then the weights of each layer
+    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``shift``, ``h (M, H)``,
+    ``pos (M, E)``, ``neg (M, E)``: the pairs are h's row i with the behaviours' row i + shift,
+    for i < N = M - shift; ``weight (N)`` (valid / count), then the weights of each layer
     ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the output unit ``(1, H_L)``),
     then their biases -> the scalar loss. A loss's backward only scales its gradients, so they
     are computed (when ``with_grad``) in ``forward`` while each tile's activations are in cache;
@@ -93,9 +94,9 @@ class FusedAuxiliaryLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, with_grad, h, pos, neg, weight, *params):
+    def forward(ctx, with_grad, shift, h, pos, neg, weight, *params):
         n = len(params) // 2
-        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), with_grad)
+        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), shift, with_grad)
         if with_grad:
             ctx.save_for_backward(*grads)
         return loss
@@ -103,4 +104,4 @@ class FusedAuxiliaryLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_loss):
         dh, dpos, dneg, *d_params = (g * d_loss for g in ctx.saved_tensors)
-        return None, dh, dpos, dneg, None, *d_params
+        return None, None, dh, dpos, dneg, None, *d_params

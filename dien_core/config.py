@@ -35,7 +35,8 @@ class ModelConfig:
     ``backend`` picks the recurrent implementation: ``reference`` (per-step
     autograd), ``fused`` (hoisted projections, hand-written backward, Python loops),
     ``cpp`` (the same with C++ loops, CPU only), ``triton`` (with Triton kernels, CUDA only)
-    or ``auto`` (see ``recurrent.layers``).
+    or ``auto`` (see ``recurrent.layers``). The embedding lookup and the auxiliary loss take
+    their C++ kernels on ``cpp`` and on ``auto`` for CPU tensors, torch ops otherwise.
     """
 
     embedding_dim: int = 18

@@ -1,6 +1,6 @@
 """dien_core's C++ kernels for CPU (``csrc/``), built on first use: ``FusedRecurrence``'s loops
 (``csrc/recurrence_cpu.cpp``), the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``) and the
-embedding lookup's backward (``csrc/embedding_cpu.cpp``).
+embedding lookup and its backward (``csrc/embedding_cpu.cpp``).
 
 torch's extension builder compiles them once per machine (about a minute) into a folder
 named by a hash of the sources, the torch and Python versions, the flags and the CPU, under
@@ -72,7 +72,7 @@ def import_built(path: Path) -> ModuleType:
 
 @cache
 def kernels() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``embedding_backward``), or None
+    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``gather_rows``, ``scatter_rows``), or None
     where no build succeeds. A build that failed leaves ``failed`` (the compiler's message) in its
     folder, so later processes go straight to the next one; delete it to try again."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":

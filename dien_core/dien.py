@@ -26,7 +26,7 @@ class DIEN(nn.Module):
         super().__init__()
         self.config = config
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
         self.extractor = InterestExtractor(E, config.aux_hidden if config.use_aux_loss else None, config.backend)
         attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
         self.evolution = InterestEvolution(config.gru_type, E, attention, config.augru_convention, config.backend)

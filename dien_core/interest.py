@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import AttentionUnit
+from .attention import AttentionUnit, weighted_sum
 from .aux_loss import AuxiliaryLoss
 from .recurrent import make_layer
 
@@ -57,7 +57,7 @@ class InterestEvolution(nn.Module):
         if self.gru_type == "GRU":
             evolved, _ = self.gru(states, None, lengths)
             weights = self.attention(target, evolved, mask)  # (B, T)
-            return torch.bmm(weights.unsqueeze(1), evolved).squeeze(1)
+            return weighted_sum(weights, evolved)
         weights = self.attention(target, states, mask)
         _, last = self.gru(states, weights, lengths)
         return last

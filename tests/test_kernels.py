@@ -1,5 +1,5 @@
 """The C++ kernels outside the recurrence: the fused auxiliary loss against the literal concatenation
-(values, gradients, dispatch), and the embedding lookup's backward against nn.Embedding."""
+(values, gradients, dispatch), and the embedding lookup against nn.Embedding."""
 
 import os
 
@@ -11,9 +11,14 @@ from dien_core.aux_loss import FusedAuxiliaryLoss
 from tests.helpers import assert_loops_match_python, needs_cpp
 
 
-def inputs(B: int, T: int, H: int, E: int, dtype: torch.dtype, seed: int = 0):
+def inputs(B: int, T: int, H: int, E: int, dtype: torch.dtype, seed: int = 0, time_major: bool = False):
+    """``states, clicked, negative (B, T, .)`` (``time_major``: views of ``(T, B, .)`` tensors, as the
+    model passes them), ``mask (B, T)``."""
     g = torch.Generator().manual_seed(seed)
-    tensors = [torch.randn(B, T, D, generator=g, dtype=dtype).requires_grad_() for D in (H, E, E)]
+    if time_major:
+        tensors = [torch.randn(T, B, D, generator=g, dtype=dtype).requires_grad_().transpose(0, 1) for D in (H, E, E)]
+    else:
+        tensors = [torch.randn(B, T, D, generator=g, dtype=dtype).requires_grad_() for D in (H, E, E)]
     lengths = torch.randint(0, T + 1, (B,), generator=g)
     lengths[:2] = torch.tensor([0, T])  # an empty row and a full one
     return (*tensors, torch.arange(T)[None, :] < lengths[:, None])
@@ -26,12 +31,14 @@ def loss_and_grads(aux: AuxiliaryLoss, forward, args):
 
 
 @needs_cpp
+@pytest.mark.parametrize("time_major", [True, False])
 @pytest.mark.parametrize("hidden", [(100, 50), (7,), (9, 6, 4)])
-def test_kernel_equals_concatenation_values_and_gradients(hidden):
-    """Several tiles (1,160 pairs) split between threads, padded pairs, one to three hidden layers."""
+def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major):
+    """Several tiles (1,160 pairs) split between threads, padded pairs, one to three hidden layers,
+    inputs laid out time-major (read in place) or batch-major (copied first)."""
     torch.manual_seed(0)
     aux = AuxiliaryLoss(6, 5, hidden, backend="cpp")
-    args = inputs(B=40, T=30, H=6, E=5, dtype=torch.float32)
+    args = inputs(B=40, T=30, H=6, E=5, dtype=torch.float32, time_major=time_major)
     got = loss_and_grads(aux, aux.forward, args)
     want = loss_and_grads(aux, aux.reference_forward, args)
     for a, b in zip(got, want):
@@ -49,10 +56,10 @@ def test_kernel_gradcheck_float64_and_thread_count():
     n = len(layers)
 
     def flat(*ws):  # the same loss as a function of the weights, for gradcheck
-        rows = [x.detach().reshape(-1, x.shape[-1]) for x in (states[:, :-1], pos[:, 1:], neg[:, 1:])]
-        valid = mask[:, 1:].reshape(-1).double()
+        rows = [x.detach().transpose(0, 1).reshape(-1, x.shape[-1]) for x in (states, pos, neg)]  # time-major
+        valid = mask.t()[1:].reshape(-1).double()
         ordered = [ws[2 * i] for i in range(n)] + [ws[2 * i + 1] for i in range(n)]  # parameters() alternates weight, bias
-        return FusedAuxiliaryLoss.apply(True, *rows, valid / valid.sum(), *ordered)
+        return FusedAuxiliaryLoss.apply(True, states.shape[0], *rows, valid / valid.sum(), *ordered)
 
     assert torch.autograd.gradcheck(flat, tuple(weights))
     threads = torch.get_num_threads()
@@ -91,6 +98,23 @@ def test_kernel_without_grad_and_padding_garbage(monkeypatch):
 
 
 @needs_cpp
+def test_kernel_reads_time_major_inputs_in_place(monkeypatch):
+    """The model's states and behaviours are time-major in memory: the kernel gets them without a copy."""
+    aux = AuxiliaryLoss(6, 5, (8, 4), backend="cpp")
+    states, pos, neg, mask = inputs(B=4, T=5, H=6, E=5, dtype=torch.float32, time_major=True)
+    compiled, seen = cpp.kernels(), []
+
+    class Spy:
+        def aux_loss(self, *args):
+            seen.extend(x.data_ptr() for x in args[:3])  # h, pos, neg
+            return compiled.aux_loss(*args)
+
+    monkeypatch.setattr(cpp, "kernels", lambda: Spy())
+    aux(states, pos, neg, mask)
+    assert seen == [x.data_ptr() for x in (states, pos, neg)]
+
+
+@needs_cpp
 def test_auto_dispatch_and_fallbacks(monkeypatch):
     torch.manual_seed(3)
     aux = AuxiliaryLoss(6, 5, (8, 4))
@@ -120,21 +144,39 @@ def test_auto_dispatch_and_fallbacks(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_kernel", [pytest.param(True, marks=needs_cpp), False])
-def test_row_lookup_gradient_equals_nn_embedding(dtype, with_kernel, monkeypatch):
-    """Repeated ids (accumulated), id 0, enough rows for the kernel to split the table between threads."""
-    from dien_core.embedding import lookup
+def test_table_lookup_equals_nn_embedding_with_padding(dtype, with_kernel):
+    """Two groups, one reading two tables side by side and one reading the first again; repeated ids
+    (accumulated), id 0 (zeros, no gradient), enough ids for the kernel to split the tables between
+    threads, an incoming gradient laid out time-major (read in place by the kernel)."""
+    from dien_core.embedding import TableLookup
 
-    if not with_kernel:
-        monkeypatch.setattr(cpp, "kernels", lambda: None)
     torch.manual_seed(5)
-    table = torch.nn.Embedding(50, 3).to(dtype)
-    ids = torch.randint(0, 50, (3000, 4))
-    ids[0] = 7  # one id many times
-    weights = torch.randn(3000, 4, 3, dtype=dtype)
-    (got,) = torch.autograd.grad((lookup(table, ids) * weights).sum(), table.weight)
-    (want,) = torch.autograd.grad((table(ids) * weights).sum(), table.weight)
-    assert torch.allclose(got, want, atol=1e-5 if dtype == torch.float32 else 1e-12)
-    assert torch.equal(lookup(table, ids), table(ids))
+    tables = [torch.nn.Embedding(V, 3, padding_idx=0).to(dtype) for V in (50, 7)]
+    with torch.no_grad():
+        for table in tables:
+            table.weight[0] = 0
+    wide = [torch.randint(0, V, (100, 90)) for V in (50, 7)]
+    wide[0][0] = 7  # one id many times
+    narrow = torch.randint(0, 50, (1, 40))
+    got = TableLookup.apply(((0, 1), (0,)), with_kernel, tables[0].weight, tables[1].weight, *wide, narrow)
+    want = [torch.cat([tables[0](wide[0]), tables[1](wide[1])], dim=-1), tables[0](narrow)]
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    scale = [torch.randn(90, 100, 6, dtype=dtype).transpose(0, 1), torch.randn(1, 40, 3, dtype=dtype)]
+
+    def grads(outputs):
+        loss = sum((out * w).sum() for out, w in zip(outputs, scale))
+        return torch.autograd.grad(loss, [table.weight for table in tables])
+
+    for a, b in zip(grads(got), grads(want)):
+        assert a[0].abs().max() == 0 and b[1:].abs().max() > 0
+        assert torch.allclose(a, b, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    with torch.no_grad():
+        tables[0].weight[0] = 1.0  # even a padding row that is not zero reads as zeros
+    (out,) = TableLookup.apply(((0,),), with_kernel, tables[0].weight, torch.tensor([[0, 3]]))
+    assert out[0, 0].abs().max() == 0 and torch.equal(out[0, 1], tables[0].weight[3])
+    for bad in (50, -1):
+        with pytest.raises((RuntimeError, IndexError)):
+            TableLookup.apply(((0,),), with_kernel, tables[0].weight, torch.tensor([[3, bad]]))
 
 
 @needs_cpp

@@ -7,8 +7,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from bench.models import MODEL_NAMES, build_model
-from dien_core import AttentionUnit, AuxiliaryLoss, Batch, ModelConfig, VocabSizes, total_loss
-from tests.helpers import VOCAB, random_batch, recency_problem, repad
+from dien_core import AttentionUnit, AuxiliaryLoss, Batch, FeatureEmbedding, ModelConfig, VocabSizes, cpp, total_loss, weighted_sum
+from tests.helpers import VOCAB, needs_cpp, random_batch, recency_problem, repad
 
 SMALL = ModelConfig(embedding_dim=4, attention_hidden=(8, 4), aux_hidden=(8, 4), mlp_hidden=(16, 8))
 
@@ -26,10 +26,46 @@ def test_attention_gradcheck_and_split_equals_concat(activation, normalization):
     assert torch.allclose(split, unit.reference_scores(q, k, mask), atol=1e-12)
     w = unit(q, k, mask)
     assert (w[~mask] == 0).all() and (w[2] == 0).all()
+    unit.train()  # Dice's batch statistics too, and keys laid out time-major (as the model passes them)
+    k_tm = k.detach().transpose(0, 1).contiguous().transpose(0, 1)
+    assert torch.allclose(unit.scores(q, k_tm, mask), unit.reference_scores(q, k, mask), atol=1e-12)
     if normalization == "softmax":
         assert torch.allclose(w[[0, 1, 3]].sum(1), torch.ones(3, dtype=torch.float64))
     else:
         assert ((w[mask] > 0) & (w[mask] < 1)).all()
+
+
+def test_weighted_sum_equals_batched_product():
+    weights, values = torch.rand(4, 6, dtype=torch.float64), torch.randn(6, 4, 3, dtype=torch.float64).transpose(0, 1)
+    want = torch.bmm(weights.unsqueeze(1), values).squeeze(1)
+    assert torch.allclose(weighted_sum(weights, values), want, atol=1e-12)
+    assert torch.allclose(weighted_sum(weights.t().contiguous().t(), values.contiguous()), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("cpp", marks=needs_cpp), "reference"])
+def test_embedding_is_time_major_pads_with_zeros_and_agrees_across_backends(backend, monkeypatch):
+    """Garbage ids at padded steps read as zeros; hist and neg are views of time-major tensors;
+    the C++ lookup equals the torch one in values and in every table's gradient."""
+    torch.manual_seed(4)
+    emb = FeatureEmbedding(VOCAB, 3, backend)
+    batch = repad(random_batch(B=5, T=6, lengths=[6, 2, 0, 3, 1]), 6, fill=-1)
+    out = emb(batch, with_negatives=True)
+    for x in (out.hist, out.neg):
+        assert x.shape == (5, 6, 6) and x.transpose(0, 1).is_contiguous()
+        assert (x[~out.mask] == 0).all() and (x[out.mask] != 0).any(dim=-1).all()
+    assert torch.allclose(out.hist_sum, out.hist.sum(1))
+    scales = [torch.randn_like(x) for x in (out.user, out.target, out.hist, out.neg)]
+    loss = sum((x * w).sum() for x, w in zip((out.user, out.target, out.hist, out.neg), scales))
+    grads = torch.autograd.grad(loss, [emb.item.weight, emb.cate.weight, emb.user.weight])
+    torch.manual_seed(4)
+    plain = FeatureEmbedding(VOCAB, 3, "reference")
+    monkeypatch.setattr(cpp, "kernels", lambda: pytest.fail("the reference backend called a C++ kernel"))
+    ref = plain(batch, with_negatives=True)
+    for a, b in zip((out.user, out.target, out.hist, out.neg), (ref.user, ref.target, ref.hist, ref.neg)):
+        assert torch.equal(a, b)
+    loss = sum((x * w).sum() for x, w in zip((ref.user, ref.target, ref.hist, ref.neg), scales))
+    for a, b in zip(grads, torch.autograd.grad(loss, [plain.item.weight, plain.cate.weight, plain.user.weight])):
+        assert torch.allclose(a, b, atol=1e-6) and a[0].abs().max() == 0
 
 
 def test_dice_statistics_ignore_padding():

@@ -72,12 +72,13 @@ inline scalar_t softplus_of(scalar_t x) {  // log(1 + e^x), stable
 template <typename scalar_t>
 void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, const at::Tensor& neg, const at::Tensor& weight,
           const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& biases, const at::Tensor& w_state,
-          const at::Tensor& w_item, bool with_grad, Workspace& ws, at::Tensor& dh, at::Tensor& dpos, at::Tensor& dneg) {
+          const at::Tensor& w_item, int64_t shift, bool with_grad, Workspace& ws, at::Tensor& dh, at::Tensor& dpos,
+          at::Tensor& dneg) {
   const int64_t R = r1 - r0, L = static_cast<int64_t>(weights.size()) - 1;  // L hidden layers, then the output unit
   const at::Tensor h_tile = h.narrow(0, r0, R);
   at::Tensor items = ws.items.narrow(0, 0, 2 * R);  // (2R, E): clicked rows, then negatives
-  items.narrow(0, 0, R).copy_(pos.narrow(0, r0, R));
-  items.narrow(0, R, R).copy_(neg.narrow(0, r0, R));
+  items.narrow(0, 0, R).copy_(pos.narrow(0, r0 + shift, R));
+  items.narrow(0, R, R).copy_(neg.narrow(0, r0 + shift, R));
   // First layer: state term once per pair, added to both behaviours' terms.
   at::Tensor state_term = ws.state_term.narrow(0, 0, R);  // (R, H1)
   at::addmm_out(state_term, biases[0], h_tile, w_state.t());
@@ -129,7 +130,8 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
   }
   // First layer: behaviour term per row, state term per pair (both behaviours' gradients summed).
   ws.d_w_item.addmm_(d.t(), items);
-  at::Tensor dpos_rows = dpos.narrow(0, r0, R), dneg_rows = dneg.narrow(0, r0, R), dh_rows = dh.narrow(0, r0, R);
+  at::Tensor dpos_rows = dpos.narrow(0, r0 + shift, R), dneg_rows = dneg.narrow(0, r0 + shift, R);
+  at::Tensor dh_rows = dh.narrow(0, r0, R);
   at::mm_out(dpos_rows, d.narrow(0, 0, R), w_item);
   at::mm_out(dneg_rows, d.narrow(0, R, R), w_item);
   at::Tensor d_state = ws.d_state.narrow(0, 0, R);  // (R, H1)
@@ -141,13 +143,15 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
 
 }  // namespace
 
-// h (N, H) states, pos / neg (N, E) clicked and negative behaviours, weight (N) per pair
+// h (M, H) states, pos / neg (M, E) clicked and negative behaviours, pairs (h row i, behaviour
+// row i + shift) for i < N = M - shift (time-major rows: shift = B), weight (N) per pair
 // (valid / number of valid pairs), weights[l] (H_{l+1}, H_l) and biases[l] of each hidden
 // layer then of the output unit (1, H_L); weights[0] takes [h, behaviour] (H + E columns).
-// -> {loss (), dh, dpos, dneg, dweights..., dbiases...} (gradients empty when !with_grad).
+// -> {loss (), dh, dpos, dneg (the inputs' shapes; zero in rows no pair reads), dweights...,
+// dbiases...} (gradients empty when !with_grad).
 std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_any, const at::Tensor& neg_any,
                                  const at::Tensor& weight_any, const std::vector<at::Tensor>& weights_any,
-                                 const std::vector<at::Tensor>& biases_any, bool with_grad) {
+                                 const std::vector<at::Tensor>& biases_any, int64_t shift, bool with_grad) {
   TORCH_CHECK(weights_any.size() >= 2 && weights_any.size() == biases_any.size(), "aux_loss: one or more hidden layers and an output unit");
   // Detached: the worker threads do not inherit the caller's no-grad mode, and nothing here is for autograd.
   const at::Tensor h = h_any.detach().contiguous(), pos = pos_any.detach().contiguous(), neg = neg_any.detach().contiguous();
@@ -155,10 +159,17 @@ std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_
   std::vector<at::Tensor> weights, biases;
   for (const auto& w : weights_any) weights.push_back(w.detach().contiguous());
   for (const auto& b : biases_any) biases.push_back(b.detach().contiguous());
-  const int64_t N = h.size(0), H = h.size(1), E = pos.size(1);
+  const int64_t M = h.size(0), H = h.size(1), E = pos.size(1), N = std::max<int64_t>(M - shift, 0);
+  TORCH_CHECK(shift >= 0 && pos.size(0) == M && neg.size(0) == M && weight.numel() == N,
+              "aux_loss: h, pos, neg of M rows and one weight per pair (M - shift)");
   const at::Tensor w_state = weights[0].narrow(1, 0, H).contiguous(), w_item = weights[0].narrow(1, H, E).contiguous();
   at::Tensor dh = with_grad ? at::empty_like(h) : at::Tensor(), dpos = with_grad ? at::empty_like(pos) : at::Tensor();
   at::Tensor dneg = with_grad ? at::empty_like(neg) : at::Tensor();
+  if (with_grad) {  // rows no pair reads: the last shift states, the first shift behaviours
+    dh.narrow(0, N, M - N).zero_();
+    dpos.narrow(0, 0, M - N).zero_();
+    dneg.narrow(0, 0, M - N).zero_();
+  }
   const int64_t tiles = (N + kTileRows - 1) / kTileRows;
   const int64_t slots = at::get_num_threads();
   const int64_t R = std::min(N, kTileRows), L = static_cast<int64_t>(weights.size()) - 1;
@@ -188,7 +199,7 @@ std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_
       Workspace& ws = per_thread[at::get_thread_num()];
       for (int64_t t = begin; t < end; ++t)
         tile<scalar_t>(t * kTileRows, std::min(N, (t + 1) * kTileRows), h, pos, neg, weight, weights, biases, w_state, w_item,
-                       with_grad, ws, dh, dpos, dneg);
+                       shift, with_grad, ws, dh, dpos, dneg);
     });
   });
   double loss = 0;
