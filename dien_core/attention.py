@@ -19,8 +19,9 @@ class AttentionUnit(nn.Module):
 
     The first Linear layer's product with the concatenation is split (same
     parameters, same result): ``W [q, k, q-k, q*k] = (W_q + W_d) q + (W_k - W_d) k
-    + W_p (q * k)``, so the query term is computed once per row, not per step.
-    ``reference_scores`` keeps the literal concatenation as the check.
+    + W_p (q * k)``, so the query term is computed once per row, not per step. The MLP runs
+    on time-major ``(T, B, .)`` rows (free for time-major keys), so the weights are a ``(B, T)``
+    view of a ``(T, B)`` tensor. ``reference_scores`` keeps the literal concatenation as the check.
     """
 
     def __init__(self, dim: int, hidden: tuple[int, ...], activation: str, normalization: str) -> None:
