@@ -5,12 +5,13 @@ One model, one shape: the step is timed without the profiler, then run under
 operators, each of which is one or more kernels on a GPU) and how long the device is busy.
 A GPU busy for a small part of the wall time is bound by launches and the host; one busy
 all along is bound by its kernels, whose GFLOP/s against a large product's tell arithmetic
-from memory. Writes a markdown report (summary, then the operators by self time).
+from memory. Writes a markdown report (summary, the operators by self time, then the run's metadata).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,6 +110,12 @@ def breakdown(config: BreakdownConfig) -> str:
         "",
         "```",
         averages.table(sort_by=sort, row_limit=config.rows, max_name_column_width=60),
+        "```",
+        "",
+        "How this was made (the metadata `bench profile` writes to `metadata.json`):",
+        "",
+        "```json",
+        json.dumps(results_io.metadata("breakdown", device, asdict(config)), indent=1),
         "```",
         "",
     ]
