@@ -5,13 +5,13 @@ One model, one shape: the step is timed without the profiler, then run under
 operators, each of which is one or more kernels on a GPU) and how long the device is busy.
 A GPU busy for a small part of the wall time is bound by launches and the host; one busy
 all along is bound by its kernels, whose GFLOP/s against a large product's tell arithmetic
-from memory. Writes a markdown report (summary, the operators by self time, then the run's metadata).
+from memory. Writes a markdown report (summary, then the operators by self time) and records the run in
+``metadata.json`` beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,12 +112,6 @@ def breakdown(config: BreakdownConfig) -> str:
         averages.table(sort_by=sort, row_limit=config.rows, max_name_column_width=60),
         "```",
         "",
-        "How this was made (the metadata `bench profile` writes to `metadata.json`):",
-        "",
-        "```json",
-        json.dumps(results_io.metadata("breakdown", device, asdict(config)), indent=1),
-        "```",
-        "",
     ]
     return "\n".join(lines)
 
@@ -133,7 +127,7 @@ def add_breakdown_parser(sub) -> None:
         default = defaults[name].default
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default, help=f"(default: {default})")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's default)")
-    p.add_argument("--out", help="markdown file to write (default: print it)")
+    p.add_argument("--out", help="markdown file to write, with metadata.json beside it (default: print it)")
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.set_defaults(func=cmd_breakdown)
 
@@ -145,8 +139,11 @@ def cmd_breakdown(args: argparse.Namespace) -> int:
     results_io.flush_denormals(keep=args.keep_denormals)
     report = breakdown(config)
     if args.out:
-        results_io.write_text(Path(args.out), report)
-        print(f"breakdown in {args.out}", file=sys.stderr)
+        out = Path(args.out)
+        results_io.write_text(out, report)
+        meta = results_io.metadata("breakdown", torch.device(config.device), asdict(config))
+        results_io.write_metadata_of_invocations(out.parent, meta, report=out.name)
+        print(f"breakdown in {out} (how it was made: {out.parent / 'metadata.json'})", file=sys.stderr)
     else:
         print(report)
     return 0

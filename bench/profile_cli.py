@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -87,11 +86,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             for name, shape in MODEL_PRODUCTS.items()
             for dtype in config.dtypes
         }
-        # timings.csv accumulates over invocations: keep each one's command and config
-        earlier = json.loads((out / "metadata.json").read_text()).get("invocations", []) if (out / "metadata.json").is_file() else []
-        this = {k: meta[k] for k in ("argv", "written", "git_commit", "config")}
-        meta["invocations"] = [*earlier, this]
-        results_io.write_json(out / "metadata.json", meta)
+        results_io.write_metadata_of_invocations(out, meta)  # timings.csv accumulates over invocations
         timings = profile_device(device, config, out, log=lambda m: print(m, file=sys.stderr))
         profile_report.write_reports(out, timings, meta)
         print(

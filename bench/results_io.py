@@ -102,6 +102,15 @@ def flush_denormals(keep: bool = False) -> bool:
     return _denormals_flushed
 
 
+def write_metadata_of_invocations(folder: Path, meta: dict[str, Any], **what: Any) -> None:
+    """``folder/metadata.json``: ``meta`` of the latest invocation, with ``invocations`` listing every
+    one that wrote into the folder (its argv, time, commit, config and ``what``), earlier ones kept."""
+    path = folder / "metadata.json"
+    earlier = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
+    this = {**{k: meta[k] for k in ("argv", "written", "git_commit", "config")}, **what}
+    write_json(path, {**meta, "invocations": [*earlier, this]})
+
+
 def metadata(command: str, device: torch.device, config: dict[str, Any], seeds: list[int] | None = None) -> dict[str, Any]:
     return {
         "command": command,

@@ -6,7 +6,8 @@
 #      wheel was carried in .whl/), and its breakdown (kernels per step, GPU busy time, operators);
 #   3. the layers against cuDNN's nn.GRU (pytest-benchmark);
 #   4. bf16 at the headline shape, then the wider sweep (batch 1024 and 4096, T = 10..200).
-# Results land in $OUT (profile/<gpu>/ accumulates cells over the stages). Installs nothing from
+# Results land in $OUT (profile/<gpu>/ accumulates cells over the stages; breakdown/ and
+# benchmarks/ each with their metadata.json: 8 files, the most that come back). Installs nothing from
 # the internet. Usage (from the device tool, carrying .whl if present): bash scripts/device_check.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
@@ -21,13 +22,13 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_triton.py tests/test_recurrent.py tests/test_models.py \
-  -m "not slow" 2>&1 | tee "$OUT/cuda_tests.log" | tail -n 15
+  -m "not slow" 2>&1 | tail -n 15  # the tail comes back in the tool's output; $OUT holds at most 8 files
 peers=""
 python3 -c "import deepctr_torch" 2>/dev/null && peers="--peers"
 profile=(python3 -m bench profile --devices cuda --lengths full --out "$OUT/profile")
 timeout 120 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --models din,dien-augru,dien-augru+aux $peers 2>&1 | tail -n 12
 timeout 60 python3 -m bench breakdown --device cuda --model dien-augru+aux --batch-size 4096 --seq-len 100 \
-  --out "$OUT/breakdown.md" 2>&1 | tail -n 3
+  --out "$OUT/breakdown/breakdown.md" 2>&1 | tail -n 3
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only -k cuda --benchmark-max-time 0.3 \
   --benchmark-json "$OUT/benchmarks/cuda.json" 2>&1 | tail -n 30
 timeout 45 "${profile[@]}" --batch-sizes 4096 --seq-lens 100 --dtype bfloat16 --models din,dien-augru+aux 2>&1 | tail -n 6

@@ -135,13 +135,15 @@ def test_breakdown_reports_launches_arithmetic_and_operators(tmp_path, capsys):
     gflop = float(re.search(r"arithmetic: ([\d.]+) GFLOP per step", text).group(1))
     assert launches > 50 and gflop > 0 and "'model': 'dien-augru+aux'" in text
     assert "FusedRecurrenceBackward" in text and "aten::mm" in text  # the operator table
-    made = json.loads(text.split("```json\n")[1].split("```")[0])  # how it was made
+    made = json.loads((tmp_path / "metadata.json").read_text())  # how it was made
     assert made["command"] == "breakdown" and made["config"]["batch_size"] == 16 and made["threads"] == 1
     assert made["git_commit"] and made["flush_denormal"] is True
     # a forward step launches fewer operators than a training step
     assert main([*args[:-2], "--mode", "forward", "--out", str(tmp_path / "fwd.md")]) == 0
     fwd = int(re.search(r"operators per step: ([\d,]+)", (tmp_path / "fwd.md").read_text()).group(1).replace(",", ""))
     assert 0 < fwd < launches
+    made = json.loads((tmp_path / "metadata.json").read_text())  # both reports are listed
+    assert [(i["report"], i["config"]["mode"]) for i in made["invocations"]] == [("breakdown.md", "train"), ("fwd.md", "forward")]
 
 
 @pytest.mark.parametrize(

@@ -14,5 +14,4 @@ def pytest_sessionfinish(session, exitstatus):
     on_gpu = torch.cuda.is_available() and any("cuda" in item.name for item in session.items)
     device = torch.device("cuda" if on_gpu else "cpu")
     meta = results_io.metadata("pytest tests/benchmarks", device, {"benchmark_json": Path(json_out.name).name})
-    meta["flush_denormal"] = True
     results_io.write_json(Path(json_out.name).parent / "metadata.json", meta)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench import results_io
 from bench.data import BatchLoader, DataConfig, SyntheticConfig, load_dataset
 from bench.profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, make_step, random_batch
 from dien_core.recurrent import AGRU, AUGRU, GRU
@@ -18,12 +19,11 @@ from dien_core.recurrent import AGRU, AUGRU, GRU
 B, D = 128, 36
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def _flush_denormals():
-    """As `bench profile` does: denormal gradients of long sequences slow x86 CPUs many times over."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+    """As `bench profile` does: denormal gradients of long sequences slow x86 CPUs many times over.
+    Per test: tests/conftest.py turns the flush off after every test. ``metadata.json`` records it."""
+    results_io.flush_denormals()
 
 
 def layer_step(name: str, T: int, batch: int = B, device: str = "cpu"):
