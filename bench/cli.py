@@ -12,12 +12,16 @@ import torch
 from . import results_io
 from .data import DATASETS, DataError
 
-RUN_EXAMPLES = """examples:
-  python -m bench run                                   # the quick suite on built-in synthetic data (<10 min, 2 cores)
-  python -m bench run --suite standard                  # larger synthetic + MovieLens-1M, with the AUGRU ablation
-  python -m bench run --suite paper --data-dir ~/dien-data   # the DIEN Amazon files, the authors' settings
+DESIGN = "docs/design.md"
+RUN_EXAMPLES = f"""examples:
+  python -m bench run                                   # the quick suite on built-in synthetic data, into runs/quick/
+  python -m bench compare runs/quick results/quick      # does it reproduce the committed reference?
+  python -m bench run --suite standard --data-dir ~/data/movielens    # synthetic + MovieLens-1M (or $DIEN_BENCH_DATA)
+  python -m bench run --suite paper --dataset amazon --data-dir ~/dien-data   # the DIEN Amazon files, the authors' settings
   python -m bench run --models din,dien-augru+aux --seeds 5 --epochs 3 --out runs/try
   python -m bench run --params-from results/tuning/dien-augru+aux/best.json
+  python -m bench run --suite standard --dry-run        # list the cells that would run
+Model names, data formats and the results layout: {DESIGN}.
 """
 
 
@@ -53,26 +57,22 @@ def csv_list(text: str) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .heuristics import HEURISTICS
+    from .overrides import apply_data_overrides
     from .runner import run_suite
     from .suite import Row, load_suite
     from .tuning_params import apply_params
 
     suite = load_suite(args.suite)
-    if args.dataset or args.data_dir:
-        base = suite.data[0]
-        if args.dataset:
-            base = replace(base, dataset=args.dataset)
-            suite = replace(suite, data=(base,))
-        if args.data_dir:
-            if not Path(args.data_dir).expanduser().is_dir():
-                raise DataError("data folder not found", args.data_dir)
-            suite = replace(suite, data=tuple(replace(d, data_dir=str(Path(args.data_dir).expanduser())) for d in suite.data))
     if args.params_from:
         suite = apply_params(suite, Path(args.params_from))
+    suite = apply_data_overrides(suite, args.dataset, args.data_dir)
     if args.models:
         names = csv_list(args.models)
         by_name = {r.name: r for r in suite.rows}
-        suite = replace(suite, models=(), variants=tuple(by_name.get(n) or Row(n) for n in names))
+        rows = tuple(by_name.get(n) or Row(n) for n in names)
+        kept = {r.name for r in rows} | set(HEURISTICS)
+        suite = replace(suite, models=(), variants=rows, comparisons=tuple(c for c in suite.comparisons if set(c) <= kept))
     if args.seeds:
         suite = replace(suite, seeds=parse_seeds(args.seeds))
     if args.epochs is not None:
@@ -81,8 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite = replace(suite, train=replace(suite.train, epochs=args.epochs))
     device = parse_device(args.device)
     results_io.flush_denormals(keep=args.keep_denormals)
-    out = Path(args.out) if args.out else Path("results") / suite.name
-    table = run_suite(suite, out, device, log=lambda m: print(m, file=sys.stderr))
+    out = Path(args.out) if args.out else Path("runs") / suite.name
+    table = run_suite(suite, out, device, log=lambda m: print(m, file=sys.stderr), dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     if not table.empty:
         print((out / "auc.md").read_text())
     print(f"results in {out}/ (runs.csv, auc.md, auc.png, curves.png, metadata.json)", file=sys.stderr)
@@ -93,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="dien-bench: compare DIEN's variants with DIN and sum pooling, tune them with Optuna, time them.",
-        epilog="examples:\n  python -m bench run\n  python -m bench tune --model dien-augru+aux --trials 30\n"
-        "  python -m bench profile --models din,dien-augru+aux\nEach command's --help lists its options.",
+        epilog="examples:\n  python -m bench run\n  python -m bench compare runs/quick results/quick\n"
+        "  python -m bench tune --model dien-augru+aux --trials 30\n  python -m bench profile --models din,dien-augru+aux\n"
+        f"Each command's --help lists its options; the contracts are in {DESIGN}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,22 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="quick", help="built-in suite (quick, standard, paper) or a .toml path (default: quick)")
     run.add_argument("--dataset", choices=DATASETS, help="replace the suite's data source")
     run.add_argument("--data-dir", help="folder of the data files (MovieLens, Amazon)")
-    run.add_argument("--models", help="comma list of model or row names (see DESIGN.md), e.g. din,dien-augru+aux")
+    run.add_argument("--models", help=f"comma list of model or row names (see {DESIGN}), e.g. din,dien-augru+aux")
     run.add_argument("--seeds", help="count (3 = seeds 0,1,2) or comma list of seeds")
     run.add_argument("--epochs", type=int, help="maximum epochs per model")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    run.add_argument("--out", help="output folder (default: results/<suite>)")
+    run.add_argument("--out", help="output folder (default: runs/<suite>; reference results change only with --out results/...)")
+    run.add_argument("--dry-run", action="store_true", help="resolve the suite and list the cells to run; train nothing")
     run.add_argument("--params-from", help="best.json of a tuning study: evaluate its configuration")
     run.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     run.set_defaults(func=cmd_run)
 
     from .breakdown import add_breakdown_parser
+    from .compare import add_compare_parser
+    from .data_cli import add_data_parser
     from .profile_cli import add_profile_parser
     from .tune_cli import add_tune_parser
 
     add_tune_parser(sub)
     add_profile_parser(sub)
     add_breakdown_parser(sub)
+    add_compare_parser(sub)
+    add_data_parser(sub)
     return parser
 
 
@@ -128,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     from .results_io import git_commit
 
     git_commit()  # remember the code this process runs, before anything is edited
+    argv = sys.argv[1:] if argv is None else list(argv)
+    results_io.set_argv(["python -m bench", *argv])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {results_io.mask_secrets(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished cells are saved; run the same command again to continue", file=sys.stderr)

@@ -6,13 +6,21 @@ from dataclasses import replace
 
 from torch import nn
 
-from baselines import DIN, SumPooling
+from baselines import BST, DIN, PNN, GRUAttention, SumPooling, WideDeep
 from dien_core import DIEN, ModelConfig, VocabSizes
 
 GRU_SUFFIXES = {"gru": "GRU", "aigru": "AIGRU", "agru": "AGRU", "augru": "AUGRU"}
+# The baselines without an auxiliary loss, by name: sum pooling, DIN, the DIEN paper's Table 2 models, BST.
+BASELINES: dict[str, type[nn.Module]] = {
+    "sum-pooling": SumPooling,
+    "din": DIN,
+    "wide-deep": WideDeep,
+    "pnn": PNN,
+    "gru-att": GRUAttention,
+    "bst": BST,
+}
 MODEL_NAMES: tuple[str, ...] = (
-    "sum-pooling",
-    "din",
+    *BASELINES,
     *(f"dien-{s}" for s in GRU_SUFFIXES),
     *(f"dien-{s}+aux" for s in GRU_SUFFIXES),
 )
@@ -37,8 +45,6 @@ def config_for(name: str, base: ModelConfig) -> ModelConfig:
 def build_model(name: str, base: ModelConfig, vocab: VocabSizes) -> nn.Module:
     """A fresh model for ``name`` (see ``MODEL_NAMES``)."""
     config = config_for(name, base)
-    if name == "sum-pooling":
-        return SumPooling(config, vocab)
-    if name == "din":
-        return DIN(config, vocab)
+    if name in BASELINES:
+        return BASELINES[name](config, vocab)
     return DIEN(config, vocab)

@@ -33,7 +33,8 @@ def add_profile_parser(sub) -> None:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the models (default 2)")
     p.add_argument("--peers", action="store_true", help="add DeepCTR-Torch's DIEN (AUGRU, negative sampling) and DIN")
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
-    p.add_argument("--out", help="output root (default: results/profile); a folder per device name below it")
+    p.add_argument("--out", help="output root (default: runs/profile; reference timings change only with --out results/profile)"
+                   "; a folder per device name below it")  # fmt: skip
     p.set_defaults(func=cmd_profile)
 
 
@@ -71,7 +72,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     results_io.flush_denormals(keep=args.keep_denormals)  # for every model in the process, peers included
-    root = Path(args.out) if args.out else Path("results") / "profile"
+    root = Path(args.out) if args.out else Path("runs") / "profile"
     ran = False
     for d in devices:
         if d == "cuda" and not torch.cuda.is_available():

@@ -1,129 +1,138 @@
-"""Tables (tabulate) and plots (matplotlib) from runs.csv and curves.csv."""
+"""The AUC tables of a run (tabulate), from runs.csv and the saved test predictions.
+
+Per row: mean over seeds with a t interval, and a user-level bootstrap interval of the test
+AUC; the best row is chosen on validation AUC. The suite's declared comparisons are paired
+over seeds and Holm-corrected. Flags say where a table should not be read at face value.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from scipy import stats  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from . import metrics, results_io  # noqa: E402
+from . import metrics, plots, predictions, results_io, stats
+from .heuristics import is_heuristic
 
 METRICS = ["val_auc", "test_auc", "test_gauc", "test_logloss"]
 
 
-def summarize(runs: pd.DataFrame, baseline: str = "sum-pooling") -> pd.DataFrame:
-    """One row per dataset and model: mean and std over seeds, RelaImpr, paired test against the best."""
+def summarize(runs: pd.DataFrame, out: Path | None = None, baseline: str = "sum-pooling", n_resamples: int = 1000) -> pd.DataFrame:
+    """One row per dataset and model: means, intervals, RelaImpr, flags; the best on validation marked."""
     rows = []
     for dataset, frame in runs.groupby("dataset", sort=False):
-        by_model = {m: g.set_index("seed") for m, g in frame.groupby("model", sort=False)}
-        best = max(by_model, key=lambda m: by_model[m]["test_auc"].mean())
+        by_model = {m: g.sort_values("seed") for m, g in frame.groupby("model", sort=False)}
         base = by_model[baseline]["test_auc"].mean() if baseline in by_model else np.nan
+        learned = [m for m in by_model if not is_heuristic(m)]
+        best = max(learned, key=lambda m: by_model[m]["val_auc"].mean()) if learned else None
+        floor = max((by_model[m]["test_auc"].mean() for m in by_model if is_heuristic(m)), default=np.nan)
         for model, g in by_model.items():
-            row = {"dataset": dataset, "model": model, "seeds": len(g)}
+            row = {"dataset": dataset, "model": model, "kind": "non-learned" if is_heuristic(model) else "learned", "seeds": len(g)}
             for m in METRICS:
-                row[f"{m}_mean"], row[f"{m}_std"] = g[m].mean(), g[m].std(ddof=1) if len(g) > 1 else np.nan
+                row[f"{m}_mean"] = g[m].mean()
+            _, row["test_auc_lo"], row["test_auc_hi"] = stats.mean_ci(g["test_auc"].to_numpy())
+            cells = [predictions.load(out, dataset, model, int(s)) for s in g["seed"]] if out is not None else []
+            found = [c for c in cells if c is not None]
+            row["boot_lo"], row["boot_hi"] = stats.bootstrap_ci(found, n_resamples) if found else (np.nan, np.nan)
             row["rela_impr"] = metrics.rela_impr(row["test_auc_mean"], base)
-            common = g.index.intersection(by_model[best].index)
-            if model == best:
-                row["p_vs_best"], row["significant"] = np.nan, "best"
-            elif len(common) >= 2:
-                diff = by_model[best].loc[common, "test_auc"] - g.loc[common, "test_auc"]
-                p = stats.ttest_rel(by_model[best].loc[common, "test_auc"], g.loc[common, "test_auc"]).pvalue if diff.std() > 0 else 0.0
-                row["p_vs_best"], row["significant"] = p, "yes" if p < 0.05 else "no"
-            else:
-                row["p_vs_best"], row["significant"] = np.nan, "n/a (1 seed)"
+            row["best_on_valid"] = model == best
+            capped = int((g.get("stopped", pd.Series(dtype=str)) == "cap").sum())
+            untrained = int((np.abs(g.get("aux_loss_epoch1", pd.Series(dtype=float)) - 2 * np.log(2)) < 0.01).sum())
+            row["capped"], row["aux_untrained"] = capped, untrained
             row["samples_per_second"] = g["samples_per_second"].mean()
+            row["flags"] = "; ".join(flags(row, floor))
             rows.append(row)
     table = pd.DataFrame(rows)
     return table.sort_values(["dataset", "test_auc_mean"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
-def markdown(table: pd.DataFrame, baseline: str) -> str:
-    def pm(mean: float, std: float) -> str:
-        return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+def flags(row: dict, floor: float) -> list[str]:
+    if row["kind"] != "learned":
+        return []
+    notes = []
+    if np.isfinite(floor) and not row["test_auc_mean"] > floor:
+        notes.append("does not beat the non-learned rows")
+    if row["capped"] * 2 > row["seeds"]:
+        notes.append(f"hit the epoch cap in {row['capped']}/{row['seeds']} seeds (undertrained?)")
+    if row["aux_untrained"]:
+        notes.append(f"auxiliary loss did not train in {row['aux_untrained']}/{row['seeds']} seeds")
+    return notes
 
+
+def compare(runs: pd.DataFrame, pairs: tuple[tuple[str, str], ...]) -> pd.DataFrame:
+    """Each declared (a, b) on each dataset: paired over common seeds, Holm within a dataset."""
+    rows = []
+    for dataset, frame in runs.groupby("dataset", sort=False):
+        found = []
+        for a, b in pairs:
+            ga, gb = (frame[frame["model"] == m].set_index("seed")["test_auc"] for m in (a, b))
+            common = ga.index.intersection(gb.index).sort_values()
+            if len(common):
+                found.append((a, b, stats.paired(ga.loc[common].to_numpy(), gb.loc[common].to_numpy())))
+        adjusted = stats.holm([r.p for *_, r in found])
+        for (a, b, r), p_holm in zip(found, adjusted):
+            rows.append({
+                "dataset": dataset, "a": a, "b": b, "seeds": r.n, "diff": r.diff, "diff_lo": r.lo, "diff_hi": r.hi, "p": r.p,
+                "p_holm": p_holm, "detectable": r.detectable, "verdict": stats.verdict(r, p_holm, a, b),
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _f(x: float, digits: int = 4) -> str:
+    return "" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _interval(lo: float, hi: float) -> str:
+    return "" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:.4f}, {hi:.4f}]"
+
+
+def markdown(table: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> str:
     parts = [
-        "# AUC comparison\n",
-        f"Mean ± std over seeds. RelaImpr = ((AUC - 0.5) / (AUC({baseline}) - 0.5) - 1) x 100 on test AUC. "
-        "`significant`: paired t-test over seeds of test AUC against the best model, p < 0.05. "
-        "Model selection (early stopping) used validation only.\n",
+        "# AUC comparison\n\n",
+        "Means over seeds; each seed draws its own split (and, for synthetic data, its own data). `test_auc 95% CI (t)`: t interval "
+        "over seeds; `bootstrap 95% CI`: user-level bootstrap of the test users each seed scored (the test-set noise). "
+        f"RelaImpr = ((AUC - 0.5) / (AUC({baseline}) - 0.5) - 1) x 100 on test AUC. `best`: highest mean validation AUC, "
+        "so the choice never looks at test. Non-learned rows (`popularity`, `recent-category`) score the same rows without "
+        "training; `flags` names learned rows that do not beat them, that hit the epoch cap in most seeds, or whose auxiliary "
+        "loss did not train (within 0.01 of 2 ln 2 after the first epoch).\n",
     ]
+    headers = ["model", "seeds", "val_auc", "test_auc", "test_auc 95% CI (t)", "bootstrap 95% CI", "test_gauc", "test_logloss",
+               "RelaImpr", "best", "samples/s", "flags"]  # fmt: skip
     for dataset, t in table.groupby("dataset", sort=False):
-        body = [
-            [
-                r.model, r.seeds,
-                *(pm(getattr(r, f"{m}_mean"), getattr(r, f"{m}_std")) for m in METRICS),
-                f"{r.rela_impr:+.2f}%", "" if np.isnan(r.p_vs_best) else f"{r.p_vs_best:.3f}",
-                r.significant, f"{r.samples_per_second:,.0f}",
-            ]
-            for r in t.itertuples()
-        ]  # fmt: skip
-        headers = [
-            "model",
-            "seeds",
-            "val_auc",
-            "test_auc",
-            "test_gauc",
-            "test_logloss",
-            "RelaImpr",
-            "p_vs_best",
-            "significant",
-            "samples/s",
-        ]
+        body = [[
+            r.model, r.seeds, _f(r.val_auc_mean), _f(r.test_auc_mean), _interval(r.test_auc_lo, r.test_auc_hi),
+            _interval(r.boot_lo, r.boot_hi), _f(r.test_gauc_mean), _f(r.test_logloss_mean), f"{r.rela_impr:+.2f}%",
+            "best" if r.best_on_valid else "", "" if not np.isfinite(r.samples_per_second) else f"{r.samples_per_second:,.0f}", r.flags,
+        ] for r in t.itertuples()]  # fmt: skip
         parts.append(f"\n## {dataset}\n\n" + tabulate(body, headers=headers, tablefmt="github") + "\n")
+        c = comparisons[comparisons["dataset"] == dataset] if len(comparisons) else comparisons
+        if len(c):
+            parts.append(
+                "\nDeclared comparisons of test AUC, paired over seeds (t-test), Holm-corrected over this table. `detectable`: "
+                "the smallest difference these seeds detect with 80% power at p < 0.05, from the spread of the paired differences.\n\n"
+            )
+            body = [[r.a, r.b, r.seeds, f"{r.diff:+.4f}", _interval(r.diff_lo, r.diff_hi), _f(r.p, 3), _f(r.p_holm, 3),
+                     _f(r.detectable), r.verdict] for r in c.itertuples()]  # fmt: skip
+            headers_c = ["a", "b", "seeds", "a - b", "95% CI", "p", "p (Holm)", "detectable", "verdict"]
+            parts.append(tabulate(body, headers=headers_c, tablefmt="github") + "\n")
     return "".join(parts)
 
 
-def plot_auc(table: pd.DataFrame, path: Path) -> None:
-    groups = list(table.groupby("dataset", sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 0.45 * table["model"].nunique() + 1.8), squeeze=False)
-    for ax, (dataset, t) in zip(axes[0], groups):
-        t = t.iloc[::-1]
-        ax.barh(t["model"], t["test_auc_mean"], xerr=t["test_auc_std"].fillna(0), color="tab:blue", alpha=0.8, capsize=3)
-        low = (t["test_auc_mean"] - t["test_auc_std"].fillna(0)).min()
-        ax.set_xlim(max(0.5, low - 0.02), min(1.0, t["test_auc_mean"].max() + t["test_auc_std"].fillna(0).max() + 0.01))
-        ax.set_xlabel("test AUC (mean ± std over seeds)")
-        ax.set_title(dataset)
-        ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
-def plot_curves(curves: pd.DataFrame, path: Path) -> None:
-    groups = list(curves.groupby("dataset", sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
-    for ax, (dataset, c) in zip(axes[0], groups):
-        for model, g in c.groupby("model", sort=False):
-            mean = g.groupby("epoch")["val_auc"].mean()
-            ax.plot(mean.index, mean.values, marker="o", ms=3, label=model)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation AUC (mean over seeds)")
-        ax.set_title(f"learning curves: {dataset}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
-def write_reports(out: Path, runs: pd.DataFrame, curves: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """``auc.md``, ``auc.csv`` (the summary), ``auc.png`` and ``curves.png`` in ``out``."""
+def write_reports(
+    out: Path, runs: pd.DataFrame, curves: pd.DataFrame, pairs: tuple[tuple[str, str], ...] = (), baseline: str = "sum-pooling"
+) -> pd.DataFrame:
+    """``auc.md``, ``auc.csv`` (the summary), ``comparisons.csv``, ``auc.png`` and ``curves.png`` in ``out``."""
     if runs.empty:
         return pd.DataFrame()
-    table = summarize(runs, baseline)
-    results_io.write_text(out / "auc.md", markdown(table, baseline))
+    table = summarize(runs, out, baseline)
+    comparisons = compare(runs, pairs)
+    results_io.write_text(out / "auc.md", markdown(table, comparisons, baseline))
     results_io.write_csv(out / "auc.csv", table)
-    plot_auc(table, out / "auc.png")
+    if len(comparisons):
+        results_io.write_csv(out / "comparisons.csv", comparisons)
+    plots.plot_auc(table, out / "auc.png")
     if not curves.empty:
-        plot_curves(curves, out / "curves.png")
+        plots.plot_curves(curves, out / "curves.png")
     return table

@@ -7,9 +7,11 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,19 +104,47 @@ def flush_denormals(keep: bool = False) -> bool:
     return _denormals_flushed
 
 
+SECRET_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@")
+
+
+def mask_secrets(value: Any) -> Any:
+    """Passwords in URLs (``scheme://user:PASSWORD@host``) as ``***``, in strings, lists and dicts."""
+    if isinstance(value, str):
+        return SECRET_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    return value
+
+
+_argv: list[str] | None = None
+
+
+def set_argv(argv: list[str]) -> None:
+    """The command line this process was given (``main(argv)`` in tests is not ``sys.argv``)."""
+    global _argv
+    _argv = list(argv)
+
+
 def write_metadata_of_invocations(folder: Path, meta: dict[str, Any], **what: Any) -> None:
     """``folder/metadata.json``: ``meta`` of the latest invocation, with ``invocations`` listing every
-    one that wrote into the folder (its argv, time, commit, config and ``what``), earlier ones kept."""
+    one that wrote into the folder (its argv, time, commit, dirty tree or not, config and ``what``),
+    earlier ones kept. One ``metadata()`` call is one invocation: writing its ``meta`` again updates its entry."""
     path = folder / "metadata.json"
     earlier = json.loads(path.read_text()).get("invocations", []) if path.is_file() else []
-    this = {**{k: meta[k] for k in ("argv", "written", "git_commit", "config")}, **what}
+    earlier = [e for e in earlier if e.get("id") != meta["invocation"]]
+    commit = meta["git_commit"]
+    this = {"id": meta["invocation"], **{k: meta[k] for k in ("argv", "written", "git_commit", "config")},
+            "dirty": commit.endswith("-dirty"), **what}  # fmt: skip
     write_json(path, {**meta, "invocations": [*earlier, this]})
 
 
 def metadata(command: str, device: torch.device, config: dict[str, Any], seeds: list[int] | None = None) -> dict[str, Any]:
     return {
         "command": command,
-        "argv": sys.argv,
+        "invocation": uuid.uuid4().hex[:12],
+        "argv": mask_secrets(_argv if _argv is not None else sys.argv),
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "python": platform.python_version(),
@@ -129,5 +159,5 @@ def metadata(command: str, device: torch.device, config: dict[str, Any], seeds: 
         "threads": torch.get_num_threads(),
         "flush_denormal": _denormals_flushed and device.type == "cpu",
         "seeds": seeds,
-        "config": config,
+        "config": mask_secrets(config),
     }

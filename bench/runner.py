@@ -1,67 +1,156 @@
-"""Runs a suite cell by cell (dataset x model x seed); a stopped run continues where it stopped."""
+"""Runs a suite cell by cell (dataset x row x seed); a stopped run continues where it stopped.
+
+A cell is trained, evaluated on test, its test predictions saved, then its row appended to
+``runs.csv``: a row on disk means the cell is complete. The non-learned rows
+(``bench/heuristics.py``) are cells too, with nothing to train.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from . import report, results_io
-from .data import load_dataset
+from . import heuristics, metrics, predictions, report, results_io
+from .data import DataConfig, Dataset, load_dataset
 from .models import build_model
-from .suite import SuiteConfig
-from .train import evaluate, train
+from .suite import Row, SuiteConfig
+from .train import evaluate, predict, train
 
 KEY = ["dataset", "model", "seed"]
+UNTRAINED_AUX = 2 * math.log(2)  # the auxiliary loss of a net that outputs 0.5 for every pair
+UNTRAINED_TOL = 0.01
 
 
-def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print) -> pd.DataFrame:
+def cells_of(suite: SuiteConfig) -> list[tuple[DataConfig, Row | str, int]]:
+    """Every cell, seed by seed (each seed's data set is built once): heuristics first."""
+    extra = heuristics.HEURISTICS if suite.heuristics else ()
+    return [(data, row, seed) for data in suite.data for seed in suite.seeds for row in (*extra, *suite.rows)]
+
+
+def cell_name(row: Row | str) -> str:
+    return row if isinstance(row, str) else row.name
+
+
+def cell_hash(suite: SuiteConfig, data: DataConfig, row: Row | str) -> str:
+    return suite.heuristic_hash(data) if isinstance(row, str) else suite.cell_hash(data, row)
+
+
+def check_folder(suite: SuiteConfig, out: Path) -> None:
+    """Refuse a folder that holds another configuration, before anything is written into it."""
+    meta_path, runs_path = out / "metadata.json", out / "runs.csv"
+    if not runs_path.is_file():
+        return
+    held = json.loads(meta_path.read_text()).get("folder_hash") if meta_path.is_file() else None
+    if held != suite.folder_hash():
+        what = "an unrecorded configuration" if held is None else f"configuration {held}"
+        raise ValueError(
+            f"{out} holds results of {what}, not this suite's ({suite.folder_hash()}: suite {suite.name!r} with its data, "
+            "model and training settings); use another --out, or delete that folder to start over"
+        )
+
+
+def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print, dry_run: bool = False) -> pd.DataFrame:
     """Train and evaluate every unfinished cell, append its row, then write the reports."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(suite, out)
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
-    results_io.write_json(out / "metadata.json", results_io.metadata("run", device, suite.to_dict(), list(suite.seeds)))
     done = results_io.read_csv(runs_path)
     done_hashes = dict(zip(map(tuple, done[KEY].to_numpy().tolist()), done["config_hash"])) if len(done) else {}
-    cells = [(data, row, seed) for data in suite.data for seed in suite.seeds for row in suite.rows]
+    cells = cells_of(suite)
     todo = []
     for data, row, seed in cells:
-        earlier = done_hashes.get((data.dataset, row.name, seed))
-        if earlier is not None and earlier != suite.cell_hash(data, row):
+        earlier = done_hashes.get((data.dataset, cell_name(row), seed))
+        if earlier is not None and earlier != cell_hash(suite, data, row):
             raise ValueError(
-                f"{runs_path} holds {row.name} seed {seed} on {data.dataset} from a different configuration; "
+                f"{runs_path} holds {cell_name(row)} seed {seed} on {data.dataset} from a different configuration; "
                 "use another --out, or delete that folder to start over"
             )
         if earlier is None:
             todo.append((data, row, seed))
     log(f"{len(cells) - len(todo)} of {len(cells)} cells already done in {out}; {len(todo)} to run on {device}")
-    datasets = {}
+    if dry_run:
+        for data, row, seed in todo:
+            log(f"  would run {cell_name(row)} seed {seed} on {data.dataset}")
+        return pd.DataFrame()
+    out.mkdir(parents=True, exist_ok=True)
+    meta = results_io.metadata("run", device, suite.to_dict(), list(suite.seeds))
+    meta["folder_hash"] = suite.folder_hash()
+    results_io.write_metadata_of_invocations(out, meta, cells_run=0)
+    datasets: OrderedDict[DataConfig, Dataset] = OrderedDict()
     for i, (data, row, seed) in enumerate(todo, 1):
-        if data not in datasets:
-            datasets[data] = load_dataset(data)
-            log(datasets[data].describe())
-        dataset = datasets[data]
-        config = row.model_config(suite.model)
-        torch.manual_seed(seed)
-        model = build_model(row.model, config, dataset.vocab)
-        desc = f"[{i}/{len(todo)}] {row.name} seed {seed}"
-        result = train(model, dataset, suite.train, config.alpha, seed, device, data.negative_sampling, desc=desc)
-        test = evaluate(model, dataset, dataset.test, suite.train.eval_batch_size, device)
-        key = {"dataset": data.dataset, "model": row.name, "seed": seed}
-        curves = results_io.read_csv(curves_path)
-        if len(curves):  # a cell stopped after its curve was written is replaced, not duplicated
-            curves = curves[[k != tuple(key.values()) for k in map(tuple, curves[KEY].to_numpy().tolist())]]
-        results_io.write_csv(curves_path, pd.concat([curves, pd.DataFrame([{**key, **c} for c in result.curve])], ignore_index=True))
+        cell_data = (data if isinstance(row, str) else row.data_config(data)).for_seed(seed)
+        if cell_data not in datasets:
+            datasets[cell_data] = load_dataset(cell_data)
+            log(f"{datasets[cell_data].describe()} (seed {seed})")
+            while len(datasets) > 2:  # a seed's data sets serve its rows; older ones go
+                datasets.popitem(last=False)
+        dataset = datasets[cell_data]
+        desc = f"[{i}/{len(todo)}] {cell_name(row)} seed {seed}"
+        if isinstance(row, str):
+            row_values, scores = run_heuristic(row, dataset)
+        else:
+            row_values, scores, curve = run_model(suite, row, seed, cell_data, dataset, device, desc, log)
+            write_curve(curves_path, {"dataset": data.dataset, "model": row.name, "seed": seed}, curve)
+        key = {"dataset": data.dataset, "model": cell_name(row), "seed": seed}
+        predictions.save(out, key, dataset.test, scores)
         results_io.append_rows(runs_path, [{
-            **key, "epochs": result.epochs_run, "best_epoch": result.best_epoch, "val_auc": result.val_auc,
-            "test_auc": test["auc"], "test_gauc": test["gauc"], "test_logloss": test["logloss"],
-            "train_seconds": round(result.train_seconds, 3), "samples_per_second": round(result.samples_per_second, 1),
-            "device": str(device), "threads": torch.get_num_threads(), "config_hash": suite.cell_hash(data, row),
+            **key, **row_values, "device": str(device), "threads": torch.get_num_threads(),
+            "config_hash": cell_hash(suite, data, row), "commit": results_io.git_commit(),
         }])  # fmt: skip
-        log(f"{desc}: val AUC {result.val_auc:.4f}, test AUC {test['auc']:.4f} ({result.epochs_run} epochs, {result.train_seconds:.0f} s)")
+        results_io.write_metadata_of_invocations(out, meta, cells_run=i)
+        log(f"{desc}: val AUC {row_values['val_auc']:.4f}, test AUC {row_values['test_auc']:.4f}"
+            + (f" ({row_values['epochs']} epochs, stopped by {row_values['stopped']}, {row_values['train_seconds']:.0f} s)"
+               if not isinstance(row, str) else " (non-learned)"))  # fmt: skip
     runs = results_io.read_csv(runs_path)
-    wanted = {(d.dataset, r.name, s) for d, r, s in cells}
+    wanted = {(d.dataset, cell_name(r), s) for d, r, s in cells}
     runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
-    table = report.write_reports(out, runs, results_io.read_csv(curves_path), baseline="sum-pooling")
-    results_io.write_json(out / "metadata.json", results_io.metadata("run", device, suite.to_dict(), list(suite.seeds)))
+    table = report.write_reports(out, runs, results_io.read_csv(curves_path), suite.comparisons, baseline="sum-pooling")
+    results_io.write_metadata_of_invocations(out, meta, cells_run=len(todo), finished=True)
     return table
+
+
+def run_heuristic(name: str, dataset: Dataset) -> tuple[dict, np.ndarray]:
+    val, test = (heuristics.scores(name, dataset, s) for s in (dataset.valid, dataset.test))
+    values = {
+        "epochs": 0, "best_epoch": 0, "stopped": "none", "val_auc": metrics.auc(dataset.valid.label, val),
+        "test_auc": metrics.auc(dataset.test.label, test), "test_gauc": metrics.gauc(dataset.test.label, test, dataset.test.group),
+        "test_logloss": float("nan"), "aux_loss_epoch1": float("nan"), "train_seconds": 0.0, "samples_per_second": float("nan"),
+    }  # fmt: skip
+    return values, test
+
+
+def run_model(
+    suite: SuiteConfig, row: Row, seed: int, data: DataConfig, dataset: Dataset, device: torch.device, desc: str, log
+) -> tuple[dict, np.ndarray, list[dict]]:
+    config = row.model_config(suite.model)
+    torch.manual_seed(seed)
+    model = build_model(row.model, config, dataset.vocab)
+    user_dropout = data.user_dropout if data.user_feature == "dropout" else 0.0
+    result = train(model, dataset, suite.train, config.alpha, seed, device, data.negative_sampling, desc=desc, user_dropout=user_dropout)
+    test_logits = predict(model, dataset, dataset.test, suite.train.eval_batch_size, device)
+    test = evaluate(model, dataset, dataset.test, suite.train.eval_batch_size, device, logits=test_logits)
+    aux_first = result.curve[0]["aux_loss"] if config.use_aux_loss and result.curve else float("nan")
+    if aux_not_trained(aux_first):
+        log(f"{desc}: WARNING auxiliary loss did not train: {aux_first:.4f} after epoch 1, within {UNTRAINED_TOL} of 2 ln 2")
+    values = {
+        "epochs": result.epochs_run, "best_epoch": result.best_epoch, "stopped": result.stop_reason, "val_auc": result.val_auc,
+        "test_auc": test["auc"], "test_gauc": test["gauc"], "test_logloss": test["logloss"], "aux_loss_epoch1": aux_first,
+        "train_seconds": round(result.train_seconds, 3), "samples_per_second": round(result.samples_per_second, 1),
+    }  # fmt: skip
+    return values, test_logits, result.curve
+
+
+def aux_not_trained(aux_loss_epoch1: float) -> bool:
+    return bool(np.isfinite(aux_loss_epoch1) and abs(aux_loss_epoch1 - UNTRAINED_AUX) < UNTRAINED_TOL)
+
+
+def write_curve(path: Path, key: dict, curve: list[dict]) -> None:
+    curves = results_io.read_csv(path)
+    if len(curves):  # a cell stopped after its curve was written is replaced, not duplicated
+        curves = curves[[k != tuple(key.values()) for k in map(tuple, curves[KEY].to_numpy().tolist())]]
+    results_io.write_csv(path, pd.concat([curves, pd.DataFrame([{**key, **c} for c in curve])], ignore_index=True))

@@ -13,31 +13,38 @@ from dien_core import ModelConfig
 
 from .config_io import from_dict, read_toml, to_dict
 from .data import DataConfig
+from .heuristics import HEURISTICS
 from .models import check_model_name, config_for
 from .train import TrainConfig
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru"}
+SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru", "targets_per_user": "targets"}
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+# data settings a row may change (the rest describe the data set itself and stay the suite's)
+ROW_DATA_FIELDS = ("targets_per_user", "user_feature", "user_dropout", "negative_sampling", "target_negatives")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the comparison: a model name plus model-config overrides (ablation variants)."""
+    """One line of the comparison: a model name plus model- or data-config overrides (ablation variants)."""
 
     model: str
     overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
     def name(self) -> str:
-        """Self-explaining: ``dien-augru+aux/att-softmax/augru-original``."""
+        """Self-explaining: ``dien-augru+aux/att-softmax/augru-original``, ``din/targets-all``."""
         return "/".join([self.model, *(f"{SHORT_NAMES.get(k, k)}-{v}" for k, v in self.overrides)])
 
     def model_config(self, base: ModelConfig) -> ModelConfig:
-        try:
-            return config_for(self.model, replace(base, **dict(self.overrides)))
-        except TypeError as err:
-            allowed = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
-            raise ValueError(f"variant {self.name}: unknown model setting ({err}); allowed: {allowed}") from err
+        model = {k: v for k, v in self.overrides if k not in ROW_DATA_FIELDS}
+        if unknown := sorted(set(model) - set(MODEL_FIELDS)):
+            allowed = ", ".join([*MODEL_FIELDS, *ROW_DATA_FIELDS])
+            raise ValueError(f"variant {self.name}: unknown model setting {', '.join(unknown)}; allowed: {allowed}")
+        return config_for(self.model, replace(base, **model))
+
+    def data_config(self, base: DataConfig) -> DataConfig:
+        return replace(base, **{k: v for k, v in self.overrides if k in ROW_DATA_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,11 @@ class SuiteConfig:
     models: tuple[str, ...] = ()
     variants: tuple[Row, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
+    comparisons: tuple[tuple[str, str], ...] = ()  # (row, row) pairs tested over seeds, Holm-corrected
+    heuristics: bool = True  # add the non-learned rows (bench/heuristics.py) to every table
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "comparisons", tuple(tuple(c) for c in self.comparisons))
         for m in self.models:
             check_model_name(m)
         if not self.seeds:
@@ -60,6 +70,14 @@ class SuiteConfig:
             raise ValueError("a suite needs at least one model")
         for row in self.rows:
             row.model_config(self.model)  # unknown overrides fail now, not after an hour of training
+            for data in self.data:
+                row.data_config(data)
+        names = {r.name for r in self.rows} | set(HEURISTICS if self.heuristics else ())
+        for pair in self.comparisons:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"a comparison names two different rows, got {list(pair)}")
+            if missing := [n for n in pair if n not in names]:
+                raise ValueError(f"comparison {list(pair)}: no row named {', '.join(missing)}; rows: {', '.join(sorted(names))}")
 
     @property
     def rows(self) -> tuple[Row, ...]:
@@ -67,19 +85,35 @@ class SuiteConfig:
 
     def cell_config(self, data: DataConfig, row: Row) -> dict[str, Any]:
         """Everything that decides one cell's result, for its hash and for metadata."""
-        return {"data": to_dict(data), "model": to_dict(row.model_config(self.model)), "train": to_dict(self.train)}
+        return {"data": to_dict(row.data_config(data)), "model": to_dict(row.model_config(self.model)), "train": to_dict(self.train)}
 
     def cell_hash(self, data: DataConfig, row: Row) -> str:
-        config = self.cell_config(data, row)
-        config["data"].pop("data_dir", None)  # where the files lie does not change the result
-        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        return config_hash(self.cell_config(data, row))
+
+    def heuristic_hash(self, data: DataConfig) -> str:
+        """A non-learned row depends on the data alone."""
+        return config_hash({"data": to_dict(data)})
+
+    def folder_hash(self) -> str:
+        """What a results folder holds one of: the data and the base model and training settings.
+        More seeds or rows may join a folder; another configuration may not."""
+        return config_hash({"name": self.name, "data": [to_dict(d) for d in self.data], "model": to_dict(self.model),
+                            "train": to_dict(self.train)})  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "data": [to_dict(d) for d in self.data],
             "model": to_dict(self.model), "train": to_dict(self.train), "models": list(self.models),
             "variants": [{"model": v.model, **dict(v.overrides)} for v in self.variants], "seeds": list(self.seeds),
+            "comparisons": [list(c) for c in self.comparisons], "heuristics": self.heuristics,
         }  # fmt: skip
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    config = json.loads(json.dumps(config))
+    for data in config.get("data", []) if isinstance(config.get("data"), list) else [config.get("data", {})]:
+        data.pop("data_dir", None)  # where the files lie does not change the result
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def parse_suite(raw: dict[str, Any], where: str) -> SuiteConfig:
@@ -98,6 +132,7 @@ def parse_suite(raw: dict[str, Any], where: str) -> SuiteConfig:
         models=tuple(raw.pop("models", ())),
         variants=tuple(variants),
         seeds=tuple(raw.pop("seeds", (0, 1, 2))),
+        comparisons=tuple(tuple(c) for c in raw.pop("comparisons", ())),
         **raw,
     )
 

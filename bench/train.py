@@ -26,6 +26,7 @@ class TrainConfig:
     lr_decay: float = 1.0  # multiplied into the learning rate after every epoch
     weight_decay: float = 0.0  # L2, through Adam
     patience: int = 2  # epochs without a better validation AUC before stopping
+    min_delta: float = 0.0  # a validation AUC must beat the best by more than this to count as better
     bucket: bool = True  # batch rows of similar history length together
     grad_clip: float = 0.0  # 0: off
 
@@ -34,6 +35,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size, eval_batch_size and patience must be positive")
         if self.lr <= 0 or not 0 < self.lr_decay <= 1 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError("lr must be > 0, lr_decay in (0, 1], weight_decay and grad_clip >= 0")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
 
 
 @dataclass
@@ -44,6 +47,7 @@ class TrainResult:
     train_seconds: float
     samples_per_second: float
     curve: list[dict] = field(default_factory=list)  # one row per epoch: epoch, train_loss, aux_loss, val_auc
+    stop_reason: str = "cap"  # "patience": early stopping fired; "cap": the epoch limit ended training
 
 
 def make_adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -63,8 +67,12 @@ def predict(model: nn.Module, dataset: Dataset, split: Split, batch_size: int, d
     return np.concatenate([model(b).logits.float().cpu().numpy() for b in loader]) if len(split) else np.zeros(0)
 
 
-def evaluate(model: nn.Module, dataset: Dataset, split: Split, batch_size: int, device: torch.device) -> dict[str, float]:
-    logits = predict(model, dataset, split, batch_size, device)
+def evaluate(
+    model: nn.Module, dataset: Dataset, split: Split, batch_size: int, device: torch.device, logits: np.ndarray | None = None
+) -> dict[str, float]:
+    """AUC, GAUC and logloss on ``split`` (from ``logits`` when they were already predicted)."""
+    if logits is None:
+        logits = predict(model, dataset, split, batch_size, device)
     return {
         "auc": metrics.auc(split.label, logits),
         "gauc": metrics.gauc(split.label, logits, split.group),
@@ -74,7 +82,7 @@ def evaluate(model: nn.Module, dataset: Dataset, split: Split, batch_size: int, 
 
 def train(
     model: nn.Module, dataset: Dataset, config: TrainConfig, alpha: float, seed: int, device: torch.device,
-    negatives: str = "uniform", desc: str = "", on_epoch=None,
+    negatives: str = "uniform", desc: str = "", on_epoch=None, user_dropout: float = 0.0,
 ) -> TrainResult:  # fmt: skip
     """Train ``model`` in place; on return it holds the weights of its best validation epoch.
 
@@ -84,9 +92,10 @@ def train(
     optimizer = make_adam(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     loader = BatchLoader(
-        dataset, dataset.train, config.batch_size, shuffle=True, seed=seed, bucket=config.bucket, negatives=negatives, device=device
+        dataset, dataset.train, config.batch_size, shuffle=True, seed=seed, bucket=config.bucket, negatives=negatives, device=device,
+        user_dropout=user_dropout,
     )
-    best_auc, best_epoch, best_state, stale = -1.0, 0, None, 0
+    best_auc, best_epoch, best_state, stale, stop_reason = -1.0, 0, None, 0, "cap"
     curve, seconds, seen = [], 0.0, 0
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -115,13 +124,14 @@ def train(
         )
         if on_epoch is not None:
             on_epoch(epoch, val_auc)
-        if val_auc > best_auc:
+        if val_auc > best_auc + (config.min_delta if best_state is not None else 0.0):
             best_auc, best_epoch, stale = val_auc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
             if stale >= config.patience:
+                stop_reason = "patience"
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(best_epoch, len(curve), best_auc, seconds, seen / seconds if seconds else 0.0, curve)
+    return TrainResult(best_epoch, len(curve), best_auc, seconds, seen / seconds if seconds else 0.0, curve, stop_reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 from dataclasses import replace
@@ -10,12 +11,15 @@ from pathlib import Path
 
 from . import results_io
 
+STORAGE_ENV = "DIEN_BENCH_STORAGE"
+
 TUNE_EXAMPLES = """examples:
-  python -m bench tune --model dien-augru+aux --trials 30          # SQLite study under results/tuning/dien-augru+aux/
+  python -m bench tune --model dien-augru+aux --trials 30          # SQLite study under runs/tuning/dien-augru+aux/
   python -m bench tune --model dien-augru+aux --trials 30          # again: 30 more trials in the same study
   python -m bench tune --model din --timeout 600 --fix lr=0.001 --space my_space.toml
   # several machines on one study (Optuna's distributed optimisation), one command per worker:
   python -m bench tune --model dien-augru+aux --storage postgresql://user@db-host/optuna --study augru --seed 1
+  DIEN_BENCH_STORAGE=postgresql://user:secret@db-host/optuna python -m bench tune --model din --study din   # URL kept out of argv
   python -m bench run --params-from results/tuning/dien-augru+aux/best.json   # tuned config, over seeds, on test
 """
 
@@ -34,7 +38,8 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--trials", type=int, default=20, help="trials for this worker (default 20)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--study", help="study name (default: the model name)")
-    p.add_argument("--storage", help="Optuna RDB URL (default: sqlite:///<out>/study.db)")
+    p.add_argument("--storage", help="Optuna RDB URL (default: $DIEN_BENCH_STORAGE, else sqlite:///<out>/study.db); "
+                   "passwords in it are masked in every file and message")  # fmt: skip
     p.add_argument("--jobs", type=int, default=1, help="parallel trials in this process (threads)")
     p.add_argument("--seed", type=int, default=0, help="TPE sampler seed; give each worker its own")
     p.add_argument("--pruner", default="median", help="median, hyperband or none (default median)")
@@ -43,7 +48,7 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs per trial")
     p.add_argument("--heartbeat-interval", type=int, default=10, help="seconds between worker heartbeats (default 10)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
-    p.add_argument("--out", help="output folder (default: results/tuning/<study>)")
+    p.add_argument("--out", help="output folder (default: runs/tuning/<study>)")
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.set_defaults(func=cmd_tune)
 
@@ -66,26 +71,25 @@ def parse_fixed(items: list[str]) -> dict:
 def cmd_tune(args: argparse.Namespace) -> int:
     from .cli import parse_device
     from .models import check_model_name
+    from .overrides import apply_data_overrides
     from .suite import load_suite
     from .tuning.outputs import write_outputs
     from .tuning.space import load_space
     from .tuning.study import TuneConfig, run_study
 
     model = check_model_name(args.model)
-    suite = load_suite(args.suite)
-    data = suite.data[0]
-    if args.dataset:
-        data = replace(data, dataset=args.dataset)
-    if args.data_dir:
-        data = replace(data, data_dir=args.data_dir)
-    suite = replace(suite, data=(data,))
+    suite = apply_data_overrides(load_suite(args.suite), args.dataset, args.data_dir)
+    if len(suite.data) > 1:
+        names = ", ".join(d.dataset for d in suite.data)
+        raise ValueError(f"suite {suite.name!r} has several data sources ({names}); tune one: add --dataset")
     if args.epochs is not None:
         suite = replace(suite, train=replace(suite.train, epochs=args.epochs))
     fixed = parse_fixed(args.fix)
     space = load_space(model, Path(args.space) if args.space else None, fixed)
     study_name = args.study or model
-    out = Path(args.out) if args.out else Path("results") / "tuning" / study_name.replace("/", "_")
-    storage = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    out = Path(args.out) if args.out else Path("runs") / "tuning" / study_name.replace("/", "_")
+    given = args.storage or os.environ.get(STORAGE_ENV)
+    storage = given or f"sqlite:///{(out / 'study.db').resolve()}"
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     tune = TuneConfig(
@@ -110,7 +114,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         "fixed": fixed,
     }
     meta = results_io.metadata("tune", device, config, [tune.seed])
-    meta["storage"] = "sqlite (study.db in this folder)" if args.storage is None else storage.split("@")[-1]
+    meta["storage"] = "sqlite (study.db in this folder)" if given is None else results_io.mask_secrets(storage)
     best = write_outputs(study, out, meta)
     if best is None:
         print(f"no trial has completed yet in study {study_name}; outputs so far in {out}/", file=sys.stderr)

@@ -29,6 +29,7 @@ def apply_params(suite: SuiteConfig, path: Path) -> SuiteConfig:
             train=from_dict(TrainConfig, best["train_config"], "train_config"),
             models=(),
             variants=(Row(model),),
+            comparisons=(),
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a best.json written by `python -m bench tune` ({err})") from err

@@ -1,4 +1,5 @@
-"""dien_core: the one DIEN core (embeddings, attention, recurrent layers, interest layers, head)."""
+"""dien_core: the one DIEN core (embeddings, attention, recurrent layers, interest layers, head) and the
+baselines' parts (inner-product layer, transformer encoder)."""
 
 from .attention import AttentionUnit, weighted_sum
 from .aux_loss import AuxiliaryLoss
@@ -9,6 +10,8 @@ from .embedding import FeatureEmbedding
 from .head import Head
 from .interest import InterestEvolution, InterestExtractor
 from .loss import total_loss
+from .product import InnerProduct
+from .transformer import TransformerEncoder, TransformerLayer, distance_positions
 
 __all__ = [
     "AttentionUnit",
@@ -17,11 +20,15 @@ __all__ = [
     "DIEN",
     "FeatureEmbedding",
     "Head",
+    "InnerProduct",
     "InterestEvolution",
     "InterestExtractor",
     "ModelConfig",
     "Output",
+    "TransformerEncoder",
+    "TransformerLayer",
     "VocabSizes",
+    "distance_positions",
     "step_mask",
     "total_loss",
     "weighted_sum",

@@ -37,6 +37,9 @@ class ModelConfig:
     ``cpp`` (the same with C++ loops, CPU only), ``triton`` (with Triton kernels, CUDA only)
     or ``auto`` (see ``recurrent.layers``). The embedding lookup and the auxiliary loss take
     their C++ kernels on ``cpp`` and on ``auto`` for CPU tensors, torch ops otherwise.
+    ``transformer_heads`` and ``transformer_layers`` shape BST's encoder, which runs at the
+    behaviour width 2 * embedding_dim (no projection), so the heads must divide it;
+    ``max_seq_len`` is the longest history BST's position embeddings cover.
     """
 
     embedding_dim: int = 18
@@ -52,6 +55,9 @@ class ModelConfig:
     mlp_activation: str = "prelu"
     dropout: float = 0.0
     backend: str = "auto"
+    transformer_heads: int = 2
+    transformer_layers: int = 1
+    max_seq_len: int = 256
 
     def __post_init__(self) -> None:
         # TOML gives lists; keep the dataclass hashable and frozen.
@@ -73,6 +79,15 @@ class ModelConfig:
             raise ValueError(f"alpha must be >= 0 (weight of the auxiliary loss), got {self.alpha}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("transformer_heads", "transformer_layers", "max_seq_len"):
+            value = getattr(self, name)
+            if int(value) != value or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.behaviour_dim % self.transformer_heads:
+            raise ValueError(
+                f"transformer_heads={self.transformer_heads} must divide the behaviour width 2 * embedding_dim = {self.behaviour_dim} "
+                "(each head reads an equal share of it)"
+            )
 
     @property
     def behaviour_dim(self) -> int:

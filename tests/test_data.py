@@ -56,12 +56,12 @@ def test_protocol_splits_by_user_and_cuts_histories():
     assert (ds.valid.user == 1).all()
 
 
-def test_negatives_never_clicked_by_user():
+def test_uniform_negatives_never_clicked_by_user():
     inter = Interactions(
         user=np.repeat(np.arange(40), 6), item=np.tile(np.arange(6), 40) + np.repeat(np.arange(40) % 3, 6),
         cate=np.zeros(240, int), time=np.tile(np.arange(6), 40),
     )  # fmt: skip
-    ds = build_dataset("t", inter, ProtocolOptions(5, 2, 0.2, 0.2, 0))
+    ds = build_dataset("t", inter, ProtocolOptions(5, 2, 0.2, 0.2, 0, target_negatives="uniform"))
     neg = ds.train.label == 0
     for g, item in zip(ds.train.group[neg], ds.train.item[neg]):
         assert item not in ds.flat_item[inter.user[np.lexsort((inter.time, inter.user))] == g]

@@ -39,27 +39,35 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     runs = pd.read_csv(out / "runs.csv")
     assert set(RUNS_COLUMNS) <= set(runs.columns)
-    assert len(runs) == 4 and set(runs["model"]) == {"sum-pooling", "dien-augru+aux"} and set(runs["seed"]) == {0, 1}
-    assert runs["test_auc"].between(0, 1).all() and (runs["samples_per_second"] > 0).all()
+    assert len(runs) == 8 and set(runs["seed"]) == {0, 1}
+    assert set(runs["model"]) == {"popularity", "recent-category", "sum-pooling", "dien-augru+aux"}
+    learned = runs[~runs["model"].isin(["popularity", "recent-category"])]
+    assert runs["test_auc"].between(0, 1).all() and (learned["samples_per_second"] > 0).all()
+    assert set(learned["stopped"]) <= {"cap", "patience"} and (runs["commit"] == runs["commit"].iloc[0]).all()
+    for row in runs.itertuples():  # every cell's test predictions, for the bootstrap
+        assert (out / "predictions" / "synthetic" / row.model.replace("/", "~") / f"seed-{row.seed}.npz").is_file()
     meta = json.loads((out / "metadata.json").read_text())
     for key in ("git_commit", "python", "torch", "optuna", "device_name", "threads", "seeds", "config"):
         assert key in meta
     assert meta["config"]["train"]["epochs"] == 2 and meta["seeds"] == [0, 1]
     assert meta["flush_denormal"] is True  # as in `bench profile`: denormals slow long sequences
     table = (out / "auc.md").read_text()
-    assert "dien-augru+aux" in table and "RelaImpr" in table and "significant" in table
+    assert "dien-augru+aux" in table and "RelaImpr" in table and "bootstrap 95% CI" in table and "popularity" in table
     assert "# AUC comparison" in capsys.readouterr().out  # the table is printed at the end
     before = (out / "runs.csv").read_text()
     assert run("--out", str(out)) == 0  # second run: nothing to train
     assert (out / "runs.csv").read_text() == before
-    assert "4 of 4 cells already done" in capsys.readouterr().err
+    assert "8 of 8 cells already done" in capsys.readouterr().err
+    invocations = json.loads((out / "metadata.json").read_text())["invocations"]
+    assert [i["cells_run"] for i in invocations] == [8, 0]  # the second invocation kept the first's record
+    assert all(i["argv"][:3] == ["python -m bench", "run", "--suite"] for i in invocations)
 
 
 def test_changed_config_in_same_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1") == 0
     assert run("--out", str(out), "--models", "sum-pooling", "--seeds", "1", "--epochs", "1") == 2
-    assert "different configuration" in capsys.readouterr().err
+    assert "holds results of configuration" in capsys.readouterr().err
 
 
 def test_keep_denormals_is_recorded(tmp_path):
@@ -80,11 +88,11 @@ def test_killed_run_continues_without_duplicates(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 1 <= len(pd.read_csv(out / "runs.csv")) < 4
+    assert 1 <= len(pd.read_csv(out / "runs.csv")) < 8
     assert not list(out.glob(".*.tmp"))  # nothing half-written
     subprocess.run(cmd, check=True, env=env, capture_output=True, cwd=Path(__file__).parents[1])
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 4 and not runs.duplicated(["dataset", "model", "seed"]).any()
+    assert len(runs) == 8 and not runs.duplicated(["dataset", "model", "seed"]).any()
     curves = pd.read_csv(out / "curves.csv")
     assert not curves.duplicated(["dataset", "model", "seed", "epoch"]).any()
 
@@ -95,7 +103,8 @@ def test_killed_run_continues_without_duplicates(tmp_path):
         (["--models", "dien-lstm"], "unknown model 'dien-lstm'"),
         (["--seeds", "0"], "--seeds takes a count >= 1"),
         (["--dataset", "movielens-1m", "--data-dir", "/nonexistent/dir"], "data folder not found"),
-        (["--dataset", "amazon"], "needs data_dir"),
+        (["--dataset", "amazon"], "amazon dataset needs local_train_splitByUser"),
+        (["--data-dir", "/"], "reads no files (its data: synthetic); add --dataset"),
         (["--suite", "nosuch"], "unknown suite 'nosuch'"),
         (["--epochs", "0"], "--epochs must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
@@ -122,7 +131,8 @@ def test_builtin_suites_parse_and_name_the_ablation():
     standard = load_suite("standard")
     names = {r.name for r in standard.rows}
     assert {"dien-augru+aux/att-softmax", "dien-augru+aux/augru-original", "dien-augru+aux/att-softmax/augru-original"} <= names
-    assert {d.dataset for d in standard.data} == {"synthetic", "movielens-1m"}
+    assert {"synthetic", "movielens-1m"} <= {d.dataset for d in standard.data}
+    assert all(d.data_dir is None for name in ("quick", "standard", "paper") for d in load_suite(name).data)  # no outside paths
     paper = load_suite("paper")
     assert paper.model.embedding_dim == 18 and paper.model.attention_hidden == (80, 40) and paper.model.mlp_hidden == (200, 80)
     assert paper.train.batch_size == 128 and paper.train.lr == 1e-3 and paper.data[0].maxlen == 100 and paper.model.alpha == 1.0

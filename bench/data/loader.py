@@ -9,7 +9,7 @@ import torch
 
 from dien_core import Batch
 
-from .dataset import Dataset, Split
+from .dataset import UNKNOWN, Dataset, Split
 
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
@@ -47,15 +47,20 @@ class BatchLoader:
     Shuffled by ``seed`` and epoch when ``shuffle``; with ``bucket`` rows of
     similar history length are batched together (less padding), the batch order
     still shuffled. Negatives for the auxiliary loss are drawn per batch, so each
-    epoch sees new ones. On CUDA the tensors are pinned and copied non-blocking.
+    epoch sees new ones. With ``user_dropout`` each row reads the unknown user (index 1)
+    with that probability, so the row that held-out users read is trained. On CUDA the
+    tensors are pinned and copied non-blocking.
     """
 
     def __init__(
         self, dataset: Dataset, split: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-        bucket: bool = False, negatives: str | None = "uniform", device: str | torch.device = "cpu",
+        bucket: bool = False, negatives: str | None = "uniform", device: str | torch.device = "cpu", user_dropout: float = 0.0,
     ) -> None:  # fmt: skip
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not 0 <= user_dropout < 1:
+            raise ValueError(f"user_dropout must be in [0, 1), got {user_dropout}")
+        self.user_dropout = user_dropout
         self.dataset, self.split, self.batch_size = dataset, split, batch_size
         self.shuffle, self.seed, self.bucket = shuffle, seed, bucket
         self.sampler = NegativeSampler(dataset, negatives) if negatives else None
@@ -96,8 +101,11 @@ class BatchLoader:
             neg_cate = d.item_cate[neg_item] * mask
         else:
             neg_item = neg_cate = np.zeros_like(hist_item)
+        user = s.user[rows]
+        if self.user_dropout:
+            user = np.where(rng.random(len(rows)) < self.user_dropout, UNKNOWN, user)
         arrays = {
-            "user": s.user[rows], "item": s.item[rows], "cate": s.cate[rows], "hist_item": hist_item, "hist_cate": hist_cate,
+            "user": user, "item": s.item[rows], "cate": s.cate[rows], "hist_item": hist_item, "hist_cate": hist_cate,
             "lengths": lengths, "neg_item": neg_item, "neg_cate": neg_cate,
         }  # fmt: skip
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in arrays.items()}

@@ -1,9 +1,17 @@
 """The paper's sampling protocol: time-ordered behaviours -> (history, clicked target, paired negative).
 
 Users are split into train / validation / test. A training user gives several
-targets (the last positions of the sequence), a validation or test user its
-last behaviour. Each clicked target is paired with a negative: a random item the
-user never clicked, with the same history. Vocabularies are built on train.
+targets (the last positions of the sequence, or every position with
+``targets_per_user = "all"``), a validation or test user its last behaviour. Each
+clicked target is paired with a negative with the same history:
+
+- ``"popularity"`` (the default, as the authors' preparation does): an item drawn by its
+  training click count, excluding only the positive. The clicked item is then no more
+  popular than its negative on average, so popularity alone does not rank them.
+- ``"uniform"``: an item drawn uniformly that the user never clicked. Popular items are
+  then usually the positive, and item popularity alone scores a high AUC.
+
+Vocabularies are built on train.
 """
 
 from __future__ import annotations
@@ -30,11 +38,12 @@ class Interactions:
 @dataclass(frozen=True)
 class ProtocolOptions:
     maxlen: int
-    targets_per_user: int
+    targets_per_user: int | str  # a count, or "all": every position with min_history before it
     valid_fraction: float
     test_fraction: float
     seed: int
     min_history: int = 1
+    target_negatives: str = "popularity"
 
 
 def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Dataset:
@@ -64,8 +73,13 @@ def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Data
     clicked = np.sort(user_code * vocab.items + flat_item)  # (user, item) keys, sorted
     splits = []
     for r in (0, 1, 2):
-        k = opts.targets_per_user if r == 0 else 1
         owners = np.flatnonzero(role == r)
+        if r > 0:
+            k = 1
+        elif opts.targets_per_user == "all":
+            k = int(counts[owners].max()) if len(owners) else 1
+        else:
+            k = int(opts.targets_per_user)
         # positions L-1, L-2, ..., L-k of each user, kept where enough history precedes them
         pos = counts[owners, None] - 1 - np.arange(k)[None, :]
         owner = np.broadcast_to(owners[:, None], pos.shape)
@@ -73,7 +87,10 @@ def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Data
         owner, pos = owner[keep], pos[keep]
         at = offsets[owner] + pos
         hist_len = np.minimum(pos, opts.maxlen)
-        neg = _negatives(owner, vocab.items, clicked, rng)
+        if opts.target_negatives == "popularity":
+            neg = _popular_negatives(flat_item[at], item_count, rng)
+        else:
+            neg = _negatives(owner, vocab.items, clicked, rng)
         n = len(owner)
         splits.append(
             Split(
@@ -97,4 +114,23 @@ def _negatives(owner: np.ndarray, n_items: int, clicked: np.ndarray, rng: np.ran
         if not hit.any() or n_items <= 2:
             break
         neg[hit] = rng.integers(2, n_items, size=int(hit.sum()))
+    return neg
+
+
+def _popular_negatives(positive: np.ndarray, item_count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row a known item (index >= 2) drawn by training click count, other than the row's positive."""
+    weights = item_count[2:].astype(np.float64)
+    if weights.sum() <= 0 or (weights > 0).sum() < 2:
+        weights = np.ones_like(weights)  # no usable counts: uniform over known items
+    cdf = np.cumsum(weights) / weights.sum()
+
+    def draw(n: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1) + 2
+
+    neg = draw(len(positive))
+    for _ in range(100):
+        clash = neg == positive
+        if not clash.any():
+            break
+        neg[clash] = draw(int(clash.sum()))
     return neg

@@ -127,6 +127,7 @@ def run_study(
             data.negative_sampling,
             desc=f"trial {trial.number}",
             on_epoch=report,
+            user_dropout=data.user_dropout if data.user_feature == "dropout" else 0.0,
         )
         log(f"trial {trial.number}: validation AUC {result.val_auc:.4f}")
         return result.val_auc

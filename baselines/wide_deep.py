@@ -1,0 +1,44 @@
+"""Wide & Deep (Cheng et al., 2016): a linear model over the sparse ids plus the sum-pooling tower."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, step_mask
+
+
+class WideDeep(nn.Module):
+    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    ``Output(logits (B,), aux_loss = 0)``, the sum of the two parts' logits (trained jointly).
+    Wide: one learned scalar per id of the user, the target item, the target category, the bag of
+    history items and the bag of history categories (separate tables), and per cross-product
+    (target category, history category), summed over the valid steps; ids at padded steps read
+    as 0, whose weight is 0 and never trained. Deep: MLP over ``[u, e_t, s]``: ``(B, D + 2E)``."""
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+        super().__init__()
+        E = config.behaviour_dim
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
+        self.head = Head(config.embedding_dim + 2 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
+        sizes = {"user": vocab.users, "item": vocab.items, "cate": vocab.cates, "hist_item": vocab.items, "hist_cate": vocab.cates}
+        self.wide = nn.ModuleDict({name: nn.Embedding(rows, 1, padding_idx=0) for name, rows in sizes.items()})
+        self.wide["cross_cate"] = nn.Embedding(vocab.cates * vocab.cates, 1, padding_idx=0)  # row c_t * C + c_h; padded steps read row 0
+        for table in self.wide.values():
+            nn.init.zeros_(table.weight)
+        self.wide_bias = nn.Parameter(torch.zeros(()))
+        self.cates = vocab.cates
+
+    def forward(self, batch: Batch) -> Output:
+        B, T = batch.hist_item.shape
+        emb = self.embedding(batch)
+        keep = step_mask(batch.lengths, T).long()
+        hist_item, hist_cate = batch.hist_item * keep, batch.hist_cate * keep  # (B, T), 0 at padded steps
+        cross = (batch.cate.unsqueeze(1) * self.cates + hist_cate) * keep
+        w = self.wide
+        targets = w["user"](batch.user) + w["item"](batch.item) + w["cate"](batch.cate)  # (B, 1)
+        bags = w["hist_item"](hist_item) + w["hist_cate"](hist_cate) + w["cross_cate"](cross)  # (B, T, 1)
+        wide = self.wide_bias + targets.squeeze(-1) + bags.sum(dim=(1, 2))
+        deep = self.head(emb.user, emb.target, emb.hist_sum)
+        logits = deep + wide
+        return Output(logits, logits.new_zeros(()))
