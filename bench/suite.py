@@ -18,7 +18,7 @@ from .models import check_model_name, config_for
 from .train import TrainConfig
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru", "targets_per_user": "targets"}
+SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru", "targets_per_user": "targets", "aux_activation": "aux-act"}
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # data settings a row may change (the rest describe the data set itself and stay the suite's)
 ROW_DATA_FIELDS = ("targets_per_user", "user_feature", "user_dropout", "negative_sampling", "target_negatives")

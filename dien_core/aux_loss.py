@@ -10,6 +10,8 @@ from . import cpp
 from .config import BACKENDS
 from .layers import MLP
 
+KERNEL_ACTIVATIONS = ("sigmoid", "relu")  # the hidden activations the C++ kernel implements
+
 
 class AuxiliaryLoss(nn.Module):
     """Paper Eq. 5-6: state ``h_t`` should tell the next clicked behaviour from a sampled one.
@@ -19,9 +21,10 @@ class AuxiliaryLoss(nn.Module):
     pairs only (``t + 1 < length``), never over padding; 0 when there is none.
     The first layer's ``h_t`` term is computed once and shared by both items.
 
-    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``:
+    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``,
+    ``activation`` of the hidden layers (the authors' "sigmoid", or "relu", "prelu", "dice"):
     "cpp" computes the loss and its gradients in one pass over row tiles
-    (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off); "auto" does so
+    (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off, sigmoid or relu); "auto" does so
     where it can, else runs the torch ops (``torch_forward``), as "reference", "fused"
     and "triton" (whose kernels are the recurrence's) always do. ``reference_forward`` is
     the literal concatenation, the check.
@@ -29,16 +32,19 @@ class AuxiliaryLoss(nn.Module):
     ``mask (B, T)`` bool; returns a scalar.
     """
 
-    def __init__(self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto") -> None:
+    def __init__(
+        self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto", activation: str = "sigmoid"
+    ) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-        self.hidden_size, self.backend = hidden_size, backend
-        self.mlp = MLP(hidden_size + behaviour_dim, hidden, "sigmoid")
+        self.hidden_size, self.backend, self.activation = hidden_size, backend, activation
+        self.mlp = MLP(hidden_size + behaviour_dim, hidden, activation)
 
     def uses_kernel(self, states: torch.Tensor) -> bool:
         plain = states.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(states.device.type)
-        return cpp.use_kernels(self.backend, states.device) and plain and len(self.mlp.linears) > 0
+        supported = self.activation in KERNEL_ACTIVATIONS and len(self.mlp.linears) > 0
+        return cpp.use_kernels(self.backend, states.device) and plain and supported
 
     def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
@@ -52,7 +58,8 @@ class AuxiliaryLoss(nn.Module):
         weight = valid / valid.sum().clamp_min(1.0)  # the mean over valid pairs as per-pair weights
         layers = [*self.mlp.linears, self.mlp.out]
         params = [*[lin.weight for lin in layers], *[lin.bias for lin in layers]]
-        return FusedAuxiliaryLoss.apply(cpp.needs_backward(h, pos, neg, *params), B, h, pos, neg, weight, *params)
+        with_grad = cpp.needs_backward(h, pos, neg, *params)
+        return FusedAuxiliaryLoss.apply(with_grad, self.activation == "relu", B, h, pos, neg, weight, *params)
 
     def torch_forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
@@ -84,7 +91,8 @@ class AuxiliaryLoss(nn.Module):
 class FusedAuxiliaryLoss(torch.autograd.Function):
     """The auxiliary loss over flat pairs, with its gradients made in the same pass (C++, CPU).
 
-    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``shift``, ``h (M, H)``,
+    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``relu`` (ReLU hidden layers, else
+    sigmoid), ``shift``, ``h (M, H)``,
     ``pos (M, E)``, ``neg (M, E)``: the pairs are h's row i with the behaviours' row i + shift,
     for i < N = M - shift; ``weight (N)`` (valid / count), then the weights of each layer
     ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the output unit ``(1, H_L)``),
@@ -94,9 +102,9 @@ class FusedAuxiliaryLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, with_grad, shift, h, pos, neg, weight, *params):
+    def forward(ctx, with_grad, relu, shift, h, pos, neg, weight, *params):
         n = len(params) // 2
-        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), shift, with_grad)
+        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), relu, shift, with_grad)
         if with_grad:
             ctx.save_for_backward(*grads)
         return loss
@@ -104,4 +112,4 @@ class FusedAuxiliaryLoss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_loss):
         dh, dpos, dneg, *d_params = (g * d_loss for g in ctx.saved_tensors)
-        return None, None, dh, dpos, dneg, None, *d_params
+        return None, None, None, dh, dpos, dneg, None, *d_params

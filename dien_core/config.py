@@ -51,6 +51,7 @@ class ModelConfig:
     use_aux_loss: bool = False
     alpha: float = 1.0
     aux_hidden: tuple[int, ...] = (100, 50)
+    aux_activation: str = "relu"  # hidden layers of the auxiliary MLP; "sigmoid" (the authors') stays at 2 ln 2 on order-only data
     mlp_hidden: tuple[int, ...] = (200, 80)
     mlp_activation: str = "prelu"
     dropout: float = 0.0
@@ -68,6 +69,7 @@ class ModelConfig:
         _choose("att_normalization", self.att_normalization, ATT_NORMALIZATIONS)
         _choose("attention_activation", self.attention_activation, ACTIVATIONS)
         _choose("mlp_activation", self.mlp_activation, ACTIVATIONS)
+        _choose("aux_activation", self.aux_activation, ACTIVATIONS)
         _choose("backend", self.backend, BACKENDS)
         if self.embedding_dim <= 0:
             raise ValueError(f"embedding_dim must be positive, got {self.embedding_dim}")

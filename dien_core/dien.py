@@ -27,7 +27,7 @@ class DIEN(nn.Module):
         self.config = config
         E = config.behaviour_dim
         self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
-        self.extractor = InterestExtractor(E, config.aux_hidden if config.use_aux_loss else None, config.backend)
+        self.extractor = InterestExtractor(E, config.aux_hidden if config.use_aux_loss else None, config.backend, config.aux_activation)
         attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
         self.evolution = InterestEvolution(config.gru_type, E, attention, config.augru_convention, config.backend)
         self.head = Head(config.embedding_dim + 4 * E, config.mlp_hidden, config.mlp_activation, config.dropout)

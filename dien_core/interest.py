@@ -14,15 +14,19 @@ class InterestExtractor(nn.Module):
     """GRU over the behaviour sequence, with the auxiliary loss when negatives are given.
 
     Args: ``behaviour_dim`` (E = H), ``aux_hidden`` widths or None, ``backend`` (of the GRU
-    and the auxiliary loss).
+    and the auxiliary loss), ``aux_activation`` (of the auxiliary MLP's hidden layers).
     Takes ``hist (B, T, E)``, ``lengths (B,)``, ``mask (B, T)``, ``neg (B, T, E)`` or None;
     returns ``states (B, T, H)`` and a scalar ``aux_loss`` (0 without negatives).
     """
 
-    def __init__(self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto") -> None:
+    def __init__(
+        self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto", aux_activation: str = "sigmoid"
+    ) -> None:
         super().__init__()
         self.gru = make_layer("GRU", behaviour_dim, behaviour_dim, backend=backend)
-        self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden, backend) if aux_hidden is not None else None
+        self.aux = None
+        if aux_hidden is not None:
+            self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden, backend, aux_activation)
 
     def forward(
         self, hist: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, neg: torch.Tensor | None

@@ -31,13 +31,15 @@ def loss_and_grads(aux: AuxiliaryLoss, forward, args):
 
 
 @needs_cpp
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 @pytest.mark.parametrize("time_major", [True, False])
 @pytest.mark.parametrize("hidden", [(100, 50), (7,), (9, 6, 4)])
-def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major):
+def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major, activation):
     """Several tiles (1,160 pairs) split between threads, padded pairs, one to three hidden layers,
-    inputs laid out time-major (read in place) or batch-major (copied first)."""
+    sigmoid (the authors') or ReLU hidden layers, inputs laid out time-major (read in place) or
+    batch-major (copied first)."""
     torch.manual_seed(0)
-    aux = AuxiliaryLoss(6, 5, hidden, backend="cpp")
+    aux = AuxiliaryLoss(6, 5, hidden, backend="cpp", activation=activation)
     args = inputs(B=40, T=30, H=6, E=5, dtype=torch.float32, time_major=time_major)
     got = loss_and_grads(aux, aux.forward, args)
     want = loss_and_grads(aux, aux.reference_forward, args)
@@ -46,9 +48,10 @@ def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major):
 
 
 @needs_cpp
-def test_kernel_gradcheck_float64_and_thread_count():
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_kernel_gradcheck_float64_and_thread_count(activation):
     torch.manual_seed(1)
-    aux = AuxiliaryLoss(4, 3, (5, 2), backend="cpp").double()
+    aux = AuxiliaryLoss(4, 3, (5, 2), backend="cpp", activation=activation).double()
     states, pos, neg, mask = inputs(B=5, T=6, H=4, E=3, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda s, p, n: aux(s, p, n, mask), (states, pos, neg))
     weights = [p.detach().clone().requires_grad_() for p in aux.parameters()]
@@ -59,7 +62,7 @@ def test_kernel_gradcheck_float64_and_thread_count():
         rows = [x.detach().transpose(0, 1).reshape(-1, x.shape[-1]) for x in (states, pos, neg)]  # time-major
         valid = mask.t()[1:].reshape(-1).double()
         ordered = [ws[2 * i] for i in range(n)] + [ws[2 * i + 1] for i in range(n)]  # parameters() alternates weight, bias
-        return FusedAuxiliaryLoss.apply(True, states.shape[0], *rows, valid / valid.sum(), *ordered)
+        return FusedAuxiliaryLoss.apply(True, activation == "relu", states.shape[0], *rows, valid / valid.sum(), *ordered)
 
     assert torch.autograd.gradcheck(flat, tuple(weights))
     threads = torch.get_num_threads()
@@ -133,6 +136,9 @@ def test_auto_dispatch_and_fallbacks(monkeypatch):
     assert calls == ["aux_loss"]
     with torch.autocast("cpu", dtype=torch.bfloat16):  # low precision: the torch ops run
         assert not aux.uses_kernel(args[0])
+    prelu = AuxiliaryLoss(6, 5, (8, 4), activation="prelu")  # no kernel for it: the torch ops, the same loss
+    assert not prelu.uses_kernel(args[0])
+    assert torch.allclose(prelu(*args), prelu.reference_forward(*args), atol=1e-6)
     monkeypatch.setattr(cpp, "kernels", lambda: None)  # no build: auto falls back, cpp refuses
     assert not aux.uses_kernel(args[0])
     assert torch.allclose(kernel, aux(*args), atol=1e-6)

@@ -1,7 +1,7 @@
 // The auxiliary loss (dien_core/interest.py, AuxiliaryLoss) and its gradients, fused over row tiles.
 //
 // The loss is a sum over pairs, so its backward can run right after its forward,
-// tile by tile: each tile of rows goes through the sigmoid MLP for the clicked and
+// tile by tile: each tile of rows goes through the MLP (sigmoid or ReLU hidden layers) for the clicked and
 // the negative behaviour, its loss and the gradients of everything are made while
 // the tile's activations are still in cache, and only the gradients of the inputs
 // and the weights leave it. Threads take whole tiles with their own weight-gradient
@@ -45,21 +45,31 @@ struct SingleThreadedProducts {
 #endif
 };
 
-// x <- sigmoid(x), in place over a contiguous tensor.
+// x <- sigmoid(x), or max(x, 0) with relu, in place over a contiguous tensor.
 template <typename scalar_t>
-void sigmoid_inplace(at::Tensor& x) {
+void activate_inplace(at::Tensor& x, bool relu) {
   scalar_t* __restrict__ p = x.data_ptr<scalar_t>();
   const int64_t n = x.numel();
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] = std::max(p[i], scalar_t(0));
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) p[i] = sigmoid_of(p[i]);
 }
 
-// d <- d * s * (1 - s): the gradient through a sigmoid whose output is s.
+// d <- d * s * (1 - s): the gradient through a sigmoid whose output is s; d <- d * (s > 0) through a relu.
 template <typename scalar_t>
-void through_sigmoid(at::Tensor& d, const at::Tensor& s) {
+void through_activation(at::Tensor& d, const at::Tensor& s, bool relu) {
   scalar_t* __restrict__ dp = d.data_ptr<scalar_t>();
   const scalar_t* __restrict__ sp = s.data_ptr<scalar_t>();
   const int64_t n = d.numel();
+  if (relu) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) dp[i] = sp[i] > scalar_t(0) ? dp[i] : scalar_t(0);
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) dp[i] *= sp[i] * (scalar_t(1) - sp[i]);
 }
@@ -72,7 +82,7 @@ inline scalar_t softplus_of(scalar_t x) {  // log(1 + e^x), stable
 template <typename scalar_t>
 void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, const at::Tensor& neg, const at::Tensor& weight,
           const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& biases, const at::Tensor& w_state,
-          const at::Tensor& w_item, int64_t shift, bool with_grad, Workspace& ws, at::Tensor& dh, at::Tensor& dpos,
+          const at::Tensor& w_item, int64_t shift, bool with_grad, bool relu, Workspace& ws, at::Tensor& dh, at::Tensor& dpos,
           at::Tensor& dneg) {
   const int64_t R = r1 - r0, L = static_cast<int64_t>(weights.size()) - 1;  // L hidden layers, then the output unit
   const at::Tensor h_tile = h.narrow(0, r0, R);
@@ -82,7 +92,7 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
   // First layer: state term once per pair, added to both behaviours' terms.
   at::Tensor state_term = ws.state_term.narrow(0, 0, R);  // (R, H1)
   at::addmm_out(state_term, biases[0], h_tile, w_state.t());
-  std::vector<at::Tensor> acts;  // sigmoid outputs of each hidden layer, (2R, H_l)
+  std::vector<at::Tensor> acts;  // activation outputs of each hidden layer, (2R, H_l)
   for (int64_t l = 0; l < L; ++l) acts.push_back(ws.acts[l].narrow(0, 0, 2 * R));
   at::mm_out(acts[0], items, w_item.t());
   {
@@ -94,10 +104,10 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) zp[n + i] += sp[i];
   }
-  sigmoid_inplace<scalar_t>(acts[0]);
+  activate_inplace<scalar_t>(acts[0], relu);
   for (int64_t l = 1; l < L; ++l) {
     at::addmm_out(acts[l], biases[l], acts[l - 1], weights[l].t());
-    sigmoid_inplace<scalar_t>(acts[l]);
+    activate_inplace<scalar_t>(acts[l], relu);
   }
   at::Tensor logits = ws.logits.narrow(0, 0, 2 * R);  // (2R, 1)
   at::addmm_out(logits, biases[L], acts[L - 1], weights[L].t());
@@ -120,7 +130,7 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
   at::Tensor d = ws.grads[L - 1].narrow(0, 0, 2 * R);
   at::mm_out(d, d_logit, weights[L]);  // (2R, H_L)
   for (int64_t l = L - 1; l >= 0; --l) {
-    through_sigmoid<scalar_t>(d, acts[l]);  // now dL/d(pre-activation) of layer l
+    through_activation<scalar_t>(d, acts[l], relu);  // now dL/d(pre-activation) of layer l
     if (l == 0) break;
     ws.d_weights[l].addmm_(d.t(), acts[l - 1]);
     ws.d_biases[l] += d.sum(0);
@@ -146,12 +156,13 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
 // h (M, H) states, pos / neg (M, E) clicked and negative behaviours, pairs (h row i, behaviour
 // row i + shift) for i < N = M - shift (time-major rows: shift = B), weight (N) per pair
 // (valid / number of valid pairs), weights[l] (H_{l+1}, H_l) and biases[l] of each hidden
-// layer then of the output unit (1, H_L); weights[0] takes [h, behaviour] (H + E columns).
+// layer then of the output unit (1, H_L); weights[0] takes [h, behaviour] (H + E columns); hidden
+// layers are sigmoid (the authors') or, with relu, ReLU.
 // -> {loss (), dh, dpos, dneg (the inputs' shapes; zero in rows no pair reads), dweights...,
 // dbiases...} (gradients empty when !with_grad).
 std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_any, const at::Tensor& neg_any,
                                  const at::Tensor& weight_any, const std::vector<at::Tensor>& weights_any,
-                                 const std::vector<at::Tensor>& biases_any, int64_t shift, bool with_grad) {
+                                 const std::vector<at::Tensor>& biases_any, bool relu, int64_t shift, bool with_grad) {
   TORCH_CHECK(weights_any.size() >= 2 && weights_any.size() == biases_any.size(), "aux_loss: one or more hidden layers and an output unit");
   // Detached: the worker threads do not inherit the caller's no-grad mode, and nothing here is for autograd.
   const at::Tensor h = h_any.detach().contiguous(), pos = pos_any.detach().contiguous(), neg = neg_any.detach().contiguous();
@@ -199,7 +210,7 @@ std::vector<at::Tensor> aux_loss(const at::Tensor& h_any, const at::Tensor& pos_
       Workspace& ws = per_thread[at::get_thread_num()];
       for (int64_t t = begin; t < end; ++t)
         tile<scalar_t>(t * kTileRows, std::min(N, (t + 1) * kTileRows), h, pos, neg, weight, weights, biases, w_state, w_item,
-                       shift, with_grad, ws, dh, dpos, dneg);
+                       shift, with_grad, relu, ws, dh, dpos, dneg);
     });
   });
   double loss = 0;

@@ -52,8 +52,8 @@ std::vector<at::Tensor> backward(const at::Tensor& d_hs, const at::Tensor& gates
                                  const c10::optional<at::Tensor>& c1, const at::Tensor& w_hh);
 // aux_loss_cpu.cpp
 std::vector<at::Tensor> aux_loss(const at::Tensor& h, const at::Tensor& pos, const at::Tensor& neg, const at::Tensor& weight,
-                                 const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& biases, int64_t shift,
-                                 bool with_grad);
+                                 const std::vector<at::Tensor>& weights, const std::vector<at::Tensor>& biases, bool relu,
+                                 int64_t shift, bool with_grad);
 // embedding_cpu.cpp
 at::Tensor gather_rows(const std::vector<at::Tensor>& tables, const std::vector<at::Tensor>& ids);
 at::Tensor scatter_rows(const std::vector<at::Tensor>& ids, const std::vector<at::Tensor>& grads, int64_t rows);
