@@ -45,10 +45,15 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
 
 
 def test_pruning_stops_a_hopeless_configuration(tmp_path):
+    """On tiny data with uniform target negatives (popularity alone separates them, so a model that
+    learns anything leaves 0.5 at once), a learning rate of 1e-9 is what the pruner stops."""
     space = tmp_path / "space.toml"
     space.write_text('replace_all = true\n[lr]\ntype = "choice"\nvalues = [0.02, 1e-9]\n')
+    suite = tmp_path / "tiny_uniform.toml"
+    suite.write_text(Path(TINY).read_text().replace("targets_per_user = 2", 'targets_per_user = 2\ntarget_negatives = "uniform"'))
     out = tmp_path / "study"
-    assert tune(out, "--trials", "10", "--epochs", "3", "--space", str(space)) == 0
+    args = ["tune", "--model", "dien-augru+aux", "--suite", str(suite), "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--trials", "10", "--epochs", "3", "--space", str(space)]) == 0
     trials = pd.read_csv(out / "trials.csv")
     assert (trials["state"] == "PRUNED").any()
     assert (trials.loc[trials["state"] == "PRUNED", "params_lr"] == 1e-9).all()
