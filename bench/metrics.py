@@ -30,7 +30,8 @@ def logloss(labels: np.ndarray, logits: np.ndarray) -> float:
 
 
 def rela_impr(model_auc: float, base_auc: float) -> float:
-    """RelaImpr (DIN paper), in percent: ((AUC(model) - 0.5) / (AUC(base) - 0.5) - 1) * 100."""
-    if not base_auc - 0.5:
-        return float("nan")  # a baseline at chance has no improvement to be relative to
+    """RelaImpr (DIN paper), in percent: ((AUC(model) - 0.5) / (AUC(base) - 0.5) - 1) * 100; NaN when the
+    base is at or below chance (the ratio then says nothing)."""
+    if not base_auc > 0.5:
+        return float("nan")  # a baseline at or below chance has no improvement to be relative to
     return ((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0

@@ -260,3 +260,10 @@ def test_auxiliary_loss_held_at_2ln2_is_reported(tmp_path, monkeypatch, capsys):
     assert runs.loc[runs["model"] == "dien-augru+aux", "aux_loss_epoch1"].iloc[0] == pytest.approx(2 * np.log(2), abs=1e-6)
     assert "auxiliary loss did not train in 1/1 seeds" in (out / "auc.md").read_text()
     assert not runner.aux_not_trained(1.2) and runner.aux_not_trained(1.39) and not runner.aux_not_trained(float("nan"))
+
+
+def test_rela_impr_needs_a_baseline_above_chance():
+    from bench.metrics import rela_impr
+
+    assert rela_impr(0.8, 0.7) == pytest.approx(50.0)
+    assert np.isnan(rela_impr(0.8, 0.5)) and np.isnan(rela_impr(0.8, 0.49))
