@@ -103,7 +103,8 @@ def markdown(table: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> s
     for dataset, t in table.groupby("dataset", sort=False):
         body = [[
             r.model, r.seeds, _f(r.val_auc_mean), _f(r.test_auc_mean), _interval(r.test_auc_lo, r.test_auc_hi),
-            _interval(r.boot_lo, r.boot_hi), _f(r.test_gauc_mean), _f(r.test_logloss_mean), "n/a" if not np.isfinite(r.rela_impr) else f"{r.rela_impr:+.2f}%",
+            _interval(r.boot_lo, r.boot_hi), _f(r.test_gauc_mean), _f(r.test_logloss_mean),
+            "n/a" if not np.isfinite(r.rela_impr) else f"{r.rela_impr:+.2f}%",
             "best" if r.best_on_valid else "", "" if not np.isfinite(r.samples_per_second) else f"{r.samples_per_second:,.0f}", r.flags,
         ] for r in t.itertuples()]  # fmt: skip
         parts.append(f"\n## {dataset}\n\n" + tabulate(body, headers=headers, tablefmt="github") + "\n")
