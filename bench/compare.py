@@ -2,7 +2,8 @@
 
 Cells are matched on (dataset, model, seed) and their configuration hash; per model it
 prints both means of test AUC, their difference and its t interval over the matched
-seeds, and fails (exit 1) where a model differs by more than the tolerance.
+seeds, and fails (exit 1) where a model differs by more than the tolerance, or where a
+cell of either folder has no match (each is named).
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ def compare_folders(run: Path, ref: Path, tol: float | None = None) -> tuple[pd.
     matched = a.merge(b, on=KEY, suffixes=("_run", "_ref"))
     if matched.empty:
         raise CompareError(f"no cell of {run} matches one of {ref} on (dataset, model, seed) and configuration hash")
-    rows, status = [], 0
+    cells = ["dataset", "model", "seed"]
+    unmatched = pd.concat([frame[cells].assign(only_in=name) for name, frame in ((str(run), a), (str(ref), b))])
+    unmatched = unmatched.merge(matched[cells], on=cells, how="left", indicator=True)
+    unmatched = unmatched[unmatched["_merge"] == "left_only"].drop(columns="_merge")
+    rows, status = [], 0 if unmatched.empty else 1
+    for cell in unmatched.itertuples():
+        print(f"unmatched: {cell.model} seed {cell.seed} on {cell.dataset} only in {cell.only_in} "
+              "(or with another configuration hash)", file=sys.stderr)  # fmt: skip
     for (dataset, model), g in matched.groupby(["dataset", "model"], sort=False):
         ref_all = b[(b["dataset"] == dataset) & (b["model"] == model)]["test_auc"]
         spread = float(ref_all.std(ddof=1)) if len(ref_all) > 1 else 0.0

@@ -133,7 +133,12 @@ def write_reports(
     results_io.write_csv(out / "auc.csv", table)
     if len(comparisons):
         results_io.write_csv(out / "comparisons.csv", comparisons)
+    else:
+        (out / "comparisons.csv").unlink(missing_ok=True)  # none declared for these rows: no stale table
     plots.plot_auc(table, out / "auc.png")
+    reported = set(map(tuple, runs[["dataset", "model", "seed"]].to_numpy().tolist()))
+    if not curves.empty:
+        curves = curves[[k in reported for k in map(tuple, curves[["dataset", "model", "seed"]].to_numpy().tolist())]]
     if not curves.empty:
         plots.plot_curves(curves, out / "curves.png")
     return table

@@ -104,13 +104,15 @@ def flush_denormals(keep: bool = False) -> bool:
     return _denormals_flushed
 
 
-SECRET_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@")
+SECRET_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>\S+)@")  # to the last @
+SECRET_IN_QUERY = re.compile(r"(?P<key>[?&]password=)[^&\s]*", re.IGNORECASE)
 
 
 def mask_secrets(value: Any) -> Any:
-    """Passwords in URLs (``scheme://user:PASSWORD@host``) as ``***``, in strings, lists and dicts."""
+    """Passwords in URLs (``scheme://user:PASSWORD@host``, ``?password=...``) as ``***``, in strings, lists and dicts."""
     if isinstance(value, str):
-        return SECRET_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+        value = SECRET_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+        return SECRET_IN_QUERY.sub(lambda m: f"{m['key']}***", value)
     if isinstance(value, list | tuple):
         return [mask_secrets(v) for v in value]
     if isinstance(value, dict):

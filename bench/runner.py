@@ -44,9 +44,9 @@ def cell_hash(suite: SuiteConfig, data: DataConfig, row: Row | str) -> str:
 def check_folder(suite: SuiteConfig, out: Path) -> None:
     """Refuse a folder that holds another configuration, before anything is written into it."""
     meta_path, runs_path = out / "metadata.json", out / "runs.csv"
-    if not runs_path.is_file():
-        return
     held = json.loads(meta_path.read_text()).get("folder_hash") if meta_path.is_file() else None
+    if held is None and not runs_path.is_file():
+        return  # a new folder (or one no run has written into yet)
     if held != suite.folder_hash():
         what = "an unrecorded configuration" if held is None else f"configuration {held}"
         raise ValueError(

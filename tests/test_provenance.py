@@ -51,6 +51,9 @@ def test_compare_exit_codes(tmp_path, capsys):
     assert main(["compare", str(run), str(ref), "--tol", "0.1"]) == 0
     assert main(["compare", str(tmp_path / "missing"), str(ref)]) == 2
     assert "no such folder" in capsys.readouterr().err
+    runs.iloc[:-1].to_csv(run / "runs.csv", index=False)  # a cell of the reference without a match
+    assert main(["compare", str(run), str(ref), "--tol", "0.1"]) == 1
+    assert "unmatched: sum-pooling seed 1 on synthetic only in" in capsys.readouterr().err
     runs.assign(config_hash="other").to_csv(run / "runs.csv", index=False)
     assert main(["compare", str(run), str(ref)]) == 2  # nothing matches on configuration
 
@@ -73,6 +76,8 @@ def test_a_folder_never_mixes_configurations(tmp_path, capsys):
     assert main(["run", "--suite", TINY, "--device", "cpu", "--dataset", "movielens-100k", "--out", str(out)]) == 2
     assert "holds results of configuration" in capsys.readouterr().err
     assert len(pd.read_csv(out / "runs.csv")) == 3  # nothing was added
+    (out / "runs.csv").unlink()  # a first run stopped before its first row: the folder is still its
+    assert main(["run", "--suite", TINY, "--device", "cpu", "--dataset", "movielens-100k", "--out", str(out)]) == 2
 
 
 def test_secrets_are_masked_in_metadata_and_messages(tmp_path, capsys, monkeypatch):
@@ -81,6 +86,8 @@ def test_secrets_are_masked_in_metadata_and_messages(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert code == 2 and "hunter2" not in err and "alice:***@" in err
     assert "hunter2" not in json.dumps(results_io.metadata("tune", __import__("torch").device("cpu"), {"storage": url}))
+    for tricky in ("postgresql://alice:hun/ter2@host/db", "postgresql://alice:hunter2@host/db?sslmode=x", "mysql://h/db?password=hunter2"):
+        assert "hunter2" not in results_io.mask_secrets(tricky) and "ter2" not in results_io.mask_secrets(tricky)
     monkeypatch.setenv("DIEN_BENCH_STORAGE", url)  # the URL may come from the environment, out of argv
     assert main(["tune", "--model", "sum-pooling", "--suite", TINY, "--trials", "1", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err

@@ -31,7 +31,7 @@ struct Workspace {
   std::vector<at::Tensor> d_weights, d_biases;  // d_weights[0] is made at the end: its two blocks are kept apart
   at::Tensor d_w_state, d_w_item;                // (H1, H), (H1, E): contiguous, so addmm_ writes in place
   at::Tensor items, state_term, logits, d_logit, d_state;
-  std::vector<at::Tensor> acts, grads;  // per hidden layer: sigmoid outputs and dL/d(outputs), (2R, H_l)
+  std::vector<at::Tensor> acts, grads;  // per hidden layer: activation outputs and dL/d(outputs), (2R, H_l)
   double loss = 0;
 };
 
