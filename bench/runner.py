@@ -127,11 +127,11 @@ def run_heuristic(name: str, dataset: Dataset) -> tuple[dict, np.ndarray]:
 def run_model(
     suite: SuiteConfig, row: Row, seed: int, data: DataConfig, dataset: Dataset, device: torch.device, desc: str, log
 ) -> tuple[dict, np.ndarray, list[dict]]:
-    config = row.model_config(suite.model)
+    config, train_config = row.model_config(suite.model), row.train_config(suite.train)
     torch.manual_seed(seed)
     model = build_model(row.model, config, dataset.vocab)
     user_dropout = data.user_dropout if data.user_feature == "dropout" else 0.0
-    result = train(model, dataset, suite.train, config.alpha, seed, device, data.negative_sampling, desc=desc, user_dropout=user_dropout)
+    result = train(model, dataset, train_config, config.alpha, seed, device, data.negative_sampling, desc=desc, user_dropout=user_dropout)
     test_logits = predict(model, dataset, dataset.test, suite.train.eval_batch_size, device)
     test = evaluate(model, dataset, dataset.test, suite.train.eval_batch_size, device, logits=test_logits)
     aux_first = result.curve[0]["aux_loss"] if config.use_aux_loss and result.curve else float("nan")

@@ -22,6 +22,9 @@ SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru", "targets
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # data settings a row may change (the rest describe the data set itself and stay the suite's)
 ROW_DATA_FIELDS = ("targets_per_user", "user_feature", "user_dropout", "negative_sampling", "target_negatives")
+# training settings a row may change: a cap on a slow row whose outcome its first epochs already show
+ROW_TRAIN_FIELDS = ("epochs",)
+ROW_FIELDS = (*ROW_DATA_FIELDS, *ROW_TRAIN_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,17 @@ class Row:
         return "/".join([self.model, *(f"{SHORT_NAMES.get(k, k)}-{v}" for k, v in self.overrides)])
 
     def model_config(self, base: ModelConfig) -> ModelConfig:
-        model = {k: v for k, v in self.overrides if k not in ROW_DATA_FIELDS}
+        model = {k: v for k, v in self.overrides if k not in ROW_FIELDS}
         if unknown := sorted(set(model) - set(MODEL_FIELDS)):
-            allowed = ", ".join([*MODEL_FIELDS, *ROW_DATA_FIELDS])
+            allowed = ", ".join([*MODEL_FIELDS, *ROW_FIELDS])
             raise ValueError(f"variant {self.name}: unknown model setting {', '.join(unknown)}; allowed: {allowed}")
         return config_for(self.model, replace(base, **model))
 
     def data_config(self, base: DataConfig) -> DataConfig:
         return replace(base, **{k: v for k, v in self.overrides if k in ROW_DATA_FIELDS})
+
+    def train_config(self, base: TrainConfig) -> TrainConfig:
+        return replace(base, **{k: v for k, v in self.overrides if k in ROW_TRAIN_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class SuiteConfig:
             raise ValueError("a suite needs at least one model")
         for row in self.rows:
             row.model_config(self.model)  # unknown overrides fail now, not after an hour of training
+            row.train_config(self.train)
             for data in self.data:
                 row.data_config(data)
         names = {r.name for r in self.rows} | set(HEURISTICS if self.heuristics else ())
@@ -85,7 +92,8 @@ class SuiteConfig:
 
     def cell_config(self, data: DataConfig, row: Row) -> dict[str, Any]:
         """Everything that decides one cell's result, for its hash and for metadata."""
-        return {"data": to_dict(row.data_config(data)), "model": to_dict(row.model_config(self.model)), "train": to_dict(self.train)}
+        return {"data": to_dict(row.data_config(data)), "model": to_dict(row.model_config(self.model)),
+                "train": to_dict(row.train_config(self.train))}
 
     def cell_hash(self, data: DataConfig, row: Row) -> str:
         return config_hash(self.cell_config(data, row))

@@ -22,7 +22,7 @@ class AuxiliaryLoss(nn.Module):
     The first layer's ``h_t`` term is computed once and shared by both items.
 
     Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``,
-    ``activation`` of the hidden layers (the authors' "sigmoid", or "relu", "prelu", "dice"):
+    ``activation`` of the hidden layers ("relu", the default as in ``ModelConfig``; the authors' "sigmoid"; "prelu", "dice"):
     "cpp" computes the loss and its gradients in one pass over row tiles
     (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off, sigmoid or relu); "auto" does so
     where it can, else runs the torch ops (``torch_forward``), as "reference", "fused"
@@ -33,7 +33,7 @@ class AuxiliaryLoss(nn.Module):
     """
 
     def __init__(
-        self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto", activation: str = "sigmoid"
+        self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto", activation: str = "relu"
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:

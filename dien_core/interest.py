@@ -20,7 +20,7 @@ class InterestExtractor(nn.Module):
     """
 
     def __init__(
-        self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto", aux_activation: str = "sigmoid"
+        self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto", aux_activation: str = "relu"
     ) -> None:
         super().__init__()
         self.gru = make_layer("GRU", behaviour_dim, behaviour_dim, backend=backend)

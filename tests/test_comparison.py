@@ -65,6 +65,10 @@ def test_targets_per_user_all_makes_every_position_a_target():
     assert len(two.train) == 2 * 2 * train_users
     assert len(every.train) > 4 * len(two.train) and (every.train.hist_len >= 1).all()
     assert len(every.test) == len(two.test)  # held-out users still give their last behaviour only
+    for split in ("valid", "test"):  # and the same rows, negatives included: the two rows of a table differ in training only
+        a, b = getattr(two, split), getattr(every, split)
+        for column in ("user", "item", "cate", "label", "hist_start", "hist_len", "group"):
+            np.testing.assert_array_equal(getattr(a, column), getattr(b, column), err_msg=f"{split}.{column}")
     with pytest.raises(ValueError, match="targets_per_user"):
         DataConfig(targets_per_user="some")
 

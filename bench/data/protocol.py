@@ -54,8 +54,10 @@ def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Data
     counts = np.bincount(user_code, minlength=len(users))
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
 
-    rng = np.random.default_rng(opts.seed)
-    perm = rng.permutation(len(users))
+    # one stream for the split and one per split's negatives, so that a setting of one split
+    # (``targets_per_user``) leaves the other splits' rows and negatives as they were
+    split_seq, *negative_seqs = np.random.SeedSequence(opts.seed).spawn(4)
+    perm = np.random.default_rng(split_seq).permutation(len(users))
     n_test, n_valid = int(round(len(users) * opts.test_fraction)), int(round(len(users) * opts.valid_fraction))
     role = np.zeros(len(users), dtype=np.int8)  # 0 train, 1 valid, 2 test
     role[perm[:n_test]] = 2
@@ -86,6 +88,7 @@ def build_dataset(name: str, inter: Interactions, opts: ProtocolOptions) -> Data
         keep = pos >= opts.min_history
         owner, pos = owner[keep], pos[keep]
         at = offsets[owner] + pos
+        rng = np.random.default_rng(negative_seqs[r])
         hist_len = np.minimum(pos, opts.maxlen)
         if opts.target_negatives == "popularity":
             neg = _popular_negatives(flat_item[at], item_count, rng)
