@@ -1,4 +1,4 @@
-"""The plots of a run (matplotlib): test AUC with its intervals, and the learning curves."""
+"""The plots of a run (matplotlib): test AUC with its intervals, the learning curves, and sweeps of one setting."""
 
 from __future__ import annotations
 
@@ -58,4 +58,27 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         val_ax.set_title(f"learning curves: {dataset}")
+    _save(fig, path)
+
+
+def plot_sweep(sweep: pd.DataFrame, path: Path) -> None:
+    """Test AUC against one swept setting (e.g. alpha), a panel per dataset: mean over seeds with its t interval."""
+    setting = sweep["setting"].iloc[0]
+    groups = list(sweep.groupby("dataset", sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
+    for ax, (dataset, g) in zip(axes[0], groups):
+        for model, m in g.groupby("model", sort=False):
+            m = m.sort_values("value")
+            mean = m["test_auc"].to_numpy()
+            lo, hi = m["test_auc_lo"].fillna(m["test_auc"]).to_numpy(), m["test_auc_hi"].fillna(m["test_auc"]).to_numpy()
+            ax.errorbar(m["value"], mean, yerr=np.stack([mean - lo, hi - mean]), marker="o", capsize=3, label=model)
+        if (g["value"] > 0).any() and (g["value"] == 0).any():
+            ax.set_xscale("symlog", linthresh=max(1e-3, float(g.loc[g["value"] > 0, "value"].min())))
+        elif (g["value"] > 0).all() and g["value"].max() / g["value"].min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(setting)
+        ax.set_ylabel("test AUC (mean over seeds, 95% t interval)")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     _save(fig, path)

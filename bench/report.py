@@ -80,6 +80,29 @@ def compare(runs: pd.DataFrame, pairs: tuple[tuple[str, str], ...]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def sweep_table(table: pd.DataFrame, sweeps: dict[tuple[str, str], tuple[tuple[float, str], ...]]) -> pd.DataFrame:
+    """Per dataset and swept setting: the value, its row and that row's test AUC with its intervals."""
+    rows = []
+    for (model, setting), points in sweeps.items():
+        for value, name in points:
+            for r in table[table["model"] == name].itertuples():
+                rows.append({"dataset": r.dataset, "model": model, "setting": setting, "value": value, "row": name, "seeds": r.seeds,
+                             "test_auc": r.test_auc_mean, "test_auc_lo": r.test_auc_lo, "test_auc_hi": r.test_auc_hi,
+                             "boot_lo": r.boot_lo, "boot_hi": r.boot_hi, "val_auc": r.val_auc_mean})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def sweep_markdown(sweep: pd.DataFrame) -> str:
+    parts = []
+    for (dataset, model, setting), g in sweep.groupby(["dataset", "model", "setting"], sort=False):
+        body = [[f"{r.value:g}", r.row, r.seeds, _f(r.val_auc), _f(r.test_auc), _interval(r.test_auc_lo, r.test_auc_hi),
+                 _interval(r.boot_lo, r.boot_hi)] for r in g.itertuples()]  # fmt: skip
+        headers = [setting, "row", "seeds", "val_auc", "test_auc", "test_auc 95% CI (t)", "bootstrap 95% CI"]
+        title = f"\n## {dataset}: {model} by {setting} (`sweep-{setting}.png`)\n\n"
+        parts.append(title + tabulate(body, headers=headers, tablefmt="github") + "\n")
+    return "".join(parts)
+
+
 def _f(x: float, digits: int = 4) -> str:
     return "" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
@@ -122,14 +145,24 @@ def markdown(table: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> s
 
 
 def write_reports(
-    out: Path, runs: pd.DataFrame, curves: pd.DataFrame, pairs: tuple[tuple[str, str], ...] = (), baseline: str = "sum-pooling"
+    out: Path,
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    pairs: tuple[tuple[str, str], ...] = (),
+    baseline: str = "sum-pooling",
+    sweeps: dict[tuple[str, str], tuple[tuple[float, str], ...]] | None = None,
 ) -> pd.DataFrame:
-    """``auc.md``, ``auc.csv`` (the summary), ``comparisons.csv``, ``auc.png`` and ``curves.png`` in ``out``."""
+    """``auc.md``, ``auc.csv`` (the summary), ``comparisons.csv``, ``auc.png`` and ``curves.png`` in ``out``; with
+    ``sweeps`` (``SuiteConfig.sweeps``), ``sweep-<setting>.csv`` and ``.png`` per swept setting too."""
     if runs.empty:
         return pd.DataFrame()
     table = summarize(runs, out, baseline)
     comparisons = compare(runs, pairs)
-    results_io.write_text(out / "auc.md", markdown(table, comparisons, baseline))
+    sweep = sweep_table(table, sweeps or {})
+    results_io.write_text(out / "auc.md", markdown(table, comparisons, baseline) + (sweep_markdown(sweep) if len(sweep) else ""))
+    for setting, g in sweep.groupby("setting", sort=False) if len(sweep) else ():
+        results_io.write_csv(out / f"sweep-{setting}.csv", g)
+        plots.plot_sweep(g, out / f"sweep-{setting}.png")
     results_io.write_csv(out / "auc.csv", table)
     if len(comparisons):
         results_io.write_csv(out / "comparisons.csv", comparisons)

@@ -109,7 +109,8 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print, dr
     runs = results_io.read_csv(runs_path)
     wanted = {(d.dataset, cell_name(r), s) for d, r, s in cells}
     runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
-    table = report.write_reports(out, runs, results_io.read_csv(curves_path), suite.comparisons, baseline="sum-pooling")
+    curves = results_io.read_csv(curves_path)
+    table = report.write_reports(out, runs, curves, suite.comparisons, baseline="sum-pooling", sweeps=suite.sweeps())
     results_io.write_metadata_of_invocations(out, meta, cells_run=len(todo), finished=True)
     return table
 

@@ -13,6 +13,7 @@ from dien_core import ModelConfig
 
 from .config_io import from_dict, read_toml, to_dict
 from .data import DataConfig
+from .distributed.resources import CellResources
 from .heuristics import HEURISTICS
 from .models import check_model_name, config_for
 from .train import TrainConfig
@@ -65,6 +66,7 @@ class SuiteConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     comparisons: tuple[tuple[str, str], ...] = ()  # (row, row) pairs tested over seeds, Holm-corrected
     heuristics: bool = True  # add the non-learned rows (bench/heuristics.py) to every table
+    resources: CellResources = field(default_factory=CellResources)  # what each cell asks of Ray (`run --ray`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "comparisons", tuple(tuple(c) for c in self.comparisons))
@@ -92,8 +94,11 @@ class SuiteConfig:
 
     def cell_config(self, data: DataConfig, row: Row) -> dict[str, Any]:
         """Everything that decides one cell's result, for its hash and for metadata."""
-        return {"data": to_dict(row.data_config(data)), "model": to_dict(row.model_config(self.model)),
-                "train": to_dict(row.train_config(self.train))}
+        return {
+            "data": to_dict(row.data_config(data)),
+            "model": to_dict(row.model_config(self.model)),
+            "train": to_dict(row.train_config(self.train)),
+        }
 
     def cell_hash(self, data: DataConfig, row: Row) -> str:
         return config_hash(self.cell_config(data, row))
@@ -108,12 +113,30 @@ class SuiteConfig:
         return config_hash({"name": self.name, "data": [to_dict(d) for d in self.data], "model": to_dict(self.model),
                             "train": to_dict(self.train)})  # fmt: skip
 
+    def sweeps(self) -> dict[tuple[str, str], tuple[tuple[float, str], ...]]:
+        """Rows that differ from a model's row in one numeric setting, as ``(model, setting) ->
+        ((value, row name), ...)`` sorted by value; the plain row joins at its configured value.
+        ``alpha`` variants of ``dien-augru+aux`` make the alpha sweep."""
+        found: dict[tuple[str, str], dict[float, str]] = {}
+        for row in self.variants:
+            if len(row.overrides) != 1:
+                continue
+            key, value = row.overrides[0]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or key not in MODEL_FIELDS:
+                continue
+            found.setdefault((row.model, key), {})[float(value)] = row.name
+        for (model, key), points in found.items():
+            if model in self.models:
+                points.setdefault(float(getattr(config_for(model, self.model), key)), model)
+        return {k: tuple(sorted(v.items())) for k, v in found.items() if len(v) > 1}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "description": self.description, "data": [to_dict(d) for d in self.data],
             "model": to_dict(self.model), "train": to_dict(self.train), "models": list(self.models),
             "variants": [{"model": v.model, **dict(v.overrides)} for v in self.variants], "seeds": list(self.seeds),
             "comparisons": [list(c) for c in self.comparisons], "heuristics": self.heuristics,
+            "resources": to_dict(self.resources),
         }  # fmt: skip
 
 
@@ -141,6 +164,7 @@ def parse_suite(raw: dict[str, Any], where: str) -> SuiteConfig:
         variants=tuple(variants),
         seeds=tuple(raw.pop("seeds", (0, 1, 2))),
         comparisons=tuple(tuple(c) for c in raw.pop("comparisons", ())),
+        resources=from_dict(CellResources, raw.pop("resources", {}), "resources"),
         **raw,
     )
 

@@ -271,3 +271,37 @@ def test_rela_impr_needs_a_baseline_above_chance():
 
     assert rela_impr(0.8, 0.7) == pytest.approx(50.0)
     assert np.isnan(rela_impr(0.8, 0.5)) and np.isnan(rela_impr(0.8, 0.49))
+
+
+def test_a_row_may_cap_its_epochs_and_the_cap_is_in_its_hash():
+    suite = parse_suite({"name": "x", "models": ["dien-augru+aux"], "train": {"epochs": 9},
+                         "variants": [{"model": "dien-augru+aux", "aux_activation": "sigmoid", "epochs": 2}]}, "x.toml")  # fmt: skip
+    row = suite.rows[-1]
+    assert row.name == "dien-augru+aux/aux-act-sigmoid/epochs-2"
+    assert row.train_config(suite.train).epochs == 2 and suite.rows[0].train_config(suite.train).epochs == 9
+    assert row.model_config(suite.model).aux_activation == "sigmoid"
+    assert suite.cell_config(suite.data[0], row)["train"]["epochs"] == 2
+    with pytest.raises(ValueError, match="epochs"):
+        parse_suite({"name": "x", "models": ["din"], "variants": [{"model": "din", "epochs": 0}]}, "x.toml")
+
+
+def test_alpha_sweep_is_found_and_reported(tmp_path):
+    from bench.cli import main
+
+    suite = load_suite("alpha-order")
+    sweep = suite.sweeps()[("dien-augru+aux", "alpha")]
+    assert [v for v, _ in sweep] == [0.0, 0.1, 0.3, 1.0, 3.0] and dict(sweep)[1.0] == "dien-augru+aux"
+    assert not load_suite("ablation-movielens").sweeps()  # categorical variants are no sweep
+    tiny = Path(__file__).with_name("tiny_suite.toml").read_text()
+    tiny = tiny.replace('seeds = [0, 1]', 'seeds = [0, 1]\n[[variants]]\nmodel = "dien-augru+aux"\nalpha = 0.0\n'
+                        '[[variants]]\nmodel = "dien-augru+aux"\nalpha = 3.0\n')  # fmt: skip
+    path = tmp_path / "sweep.toml"
+    path.write_text(tiny)
+    out = tmp_path / "out"
+    assert main(["run", "--suite", str(path), "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "sweep-alpha.csv")
+    assert table["value"].tolist() == [0.0, 1.0, 3.0] and (table["seeds"] == 2).all()
+    runs = pd.read_csv(out / "runs.csv")
+    for value, name in zip(table["value"], table["row"]):
+        assert table.loc[table["value"] == value, "test_auc"].iloc[0] == pytest.approx(runs.loc[runs["model"] == name, "test_auc"].mean())
+    assert (out / "sweep-alpha.png").stat().st_size > 0 and "by alpha" in (out / "auc.md").read_text()

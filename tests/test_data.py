@@ -120,6 +120,26 @@ def test_cache_is_used_on_the_second_load(monkeypatch):
     assert np.array_equal(first.train.item, second.train.item) and first.vocab == second.vocab
 
 
+def test_cache_is_not_used_after_the_building_code_changed(monkeypatch):
+    """A cached dataset made by older protocol or generator code is rebuilt, never served."""
+    from pathlib import Path
+
+    import bench.data as data_module
+    from bench.data import cache
+
+    config = DataConfig(synthetic=SMALL)
+    load_dataset(config)
+    built = []
+    real = data_module._build
+    monkeypatch.setattr(data_module, "_build", lambda *a: built.append(1) or real(*a))
+    monkeypatch.setattr(cache, "CODE_DIGEST", "code of another commit")
+    load_dataset(config)
+    assert built == [1]
+    # every module of bench/data that is not about batches, files or errors is part of the key
+    here = {p.name for p in Path(cache.__file__).parent.glob("*.py")}
+    assert here - set(cache.BUILDERS) == {"cache.py", "errors.py", "fetch.py", "loader.py", "paths.py"}
+
+
 def test_movielens_1m_counts(movielens_dir):
     from bench.data.movielens import read_movielens
 

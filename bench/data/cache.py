@@ -1,4 +1,6 @@
-"""On-disk cache of indexed datasets, keyed by source, file checksums and options; written atomically."""
+"""On-disk cache of indexed datasets, keyed by source, file checksums, options and the code that
+builds them; written atomically. A change to that code (the protocol, a generator, a parser) is a
+new key, so a cached dataset never outlives the code that made it."""
 
 from __future__ import annotations
 
@@ -16,6 +18,18 @@ from dien_core import VocabSizes
 from .dataset import Dataset, Split
 
 FORMAT_VERSION = 1
+# the modules whose code decides a dataset's content (not loader.py: batches are made after the cache)
+BUILDERS = ("__init__.py", "amazon.py", "dataset.py", "movielens.py", "protocol.py", "synthetic.py", "tables.py")
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    for name in BUILDERS:
+        h.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()
+
+
+CODE_DIGEST = _code_digest()
 
 
 def cache_dir() -> Path:
@@ -33,6 +47,7 @@ def file_digest(path: Path) -> str:
 def cache_key(source: str, files: list[Path], options: dict) -> str:
     described = {
         "version": FORMAT_VERSION,
+        "code": CODE_DIGEST,
         "source": source,
         "options": options,
         "files": [(p.name, file_digest(p)) for p in sorted(files)],
