@@ -6,9 +6,8 @@ Four commands, each prints its table (markdown) and can append its rows to a CSV
   clicks are predecessors of the target's category, the signal a model without order can use)
   against recency-weighted ones (the same, weighted by ``w ** age``).
 - ``run``: train models, each with candidate fixes, over seeds; per cell the auxiliary loss after
-  epoch 1 and at the end, validation and test AUC. Models are ``bench.models.MODEL_NAMES`` plus
-  ``gru-probe`` (a plain GRU over the behaviours, DIN's attention over its states, and its last
-  state into the head: ``[u, e_t, s, e_t * s, pooled, last]``).
+  epoch 1 and at the end, validation and test AUC. Models are ``bench.models.MODEL_NAMES``;
+  ``gru-att`` is the recurrent baseline. The candidate fixes live in ``aux_study_fixes.py``.
 - ``grads``: gradient norms, from the auxiliary loss and from the main loss separately, of the
   auxiliary MLP's first layer (its ``h_t`` and ``e_{t+1}`` blocks), the extractor GRU and the
   embedding tables, at initialisation and after some Adam steps; with the spread of the states
@@ -31,7 +30,7 @@ Examples (one thread, as the numbers in the issue were made)::
 
     OMP_NUM_THREADS=1 python scripts/aux_study.py oracle --data order
     OMP_NUM_THREADS=1 python scripts/aux_study.py run --data order --sizes paper \\
-        --models din,dien-augru+aux,gru-probe --fix base --fix aux_act=sigmoid --seeds 0,1,2 --csv runs.csv
+        --models din,dien-augru+aux,gru-att --fix base --fix aux_act=sigmoid --seeds 0,1,2 --csv runs.csv
     OMP_NUM_THREADS=1 python scripts/aux_study.py grads --data order --sizes paper --fix aux_act=sigmoid --fix base
     python scripts/aux_study.py summary runs.csv
 """
@@ -43,7 +42,7 @@ import csv
 import math
 import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +57,10 @@ from bench import metrics  # noqa: E402
 from bench.data import BatchLoader, DataConfig, load_dataset  # noqa: E402
 from bench.data.synthetic import SyntheticConfig  # noqa: E402
 from bench.models import MODEL_NAMES, build_model  # noqa: E402
-from dien_core import AttentionUnit, FeatureEmbedding, Head, ModelConfig, Output, weighted_sum  # noqa: E402
-from dien_core.layers import MLP, MaskedActivation  # noqa: E402
-from dien_core.recurrent import make_layer  # noqa: E402
+from dien_core import ModelConfig  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aux_study_fixes import DetachedStates, Fix, ProductAux, WarmupAdam  # noqa: E402
 
 TWO_LN2 = 2 * math.log(2)
 SIZES = {
@@ -69,7 +69,6 @@ SIZES = {
 }
 # Training defaults per data set: the issue's paper-size runs on order data, the quick suite on the default data.
 TRAIN_DEFAULTS = {"order": dict(lr=1e-3, batch=128, epochs=4), "default": dict(lr=3e-3, batch=256, epochs=3)}
-PROBE = "gru-probe"
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -111,151 +110,6 @@ def dataset_for(config: DataConfig, seed: int, vary: bool):
 # ----------------------------------------------------------------------------------------- models
 
 
-class GRUProbe(nn.Module):
-    """The recurrent baseline of the issue: GRU states, attention pooling against the target, last state."""
-
-    def __init__(self, config: ModelConfig, vocab) -> None:
-        super().__init__()
-        E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
-        self.gru = make_layer("GRU", E, E, backend=config.backend)
-        self.attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
-        self.head = Head(config.embedding_dim + 5 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
-
-    def forward(self, batch) -> Output:
-        emb = self.embedding(batch)
-        states, last = self.gru(emb.hist, None, batch.lengths)
-        pooled = weighted_sum(self.attention(emb.target, states, emb.mask), states)
-        logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, pooled, last)
-        return Output(logits, logits.new_zeros(()))
-
-
-class ProductAux(nn.Module):
-    """The auxiliary loss with the MLP over ``[h_t, e_{t+1}, h_t * e_{t+1}]``: the interaction is an input."""
-
-    def __init__(self, dim: int, hidden: tuple[int, ...], activation: str) -> None:
-        super().__init__()
-        self.mlp = MLP(3 * dim, hidden, activation)
-
-    def forward(self, states, clicked, negative, mask):
-        h, valid = states[:, :-1], mask[:, 1:]
-
-        def logit(e):
-            return self.mlp(torch.cat([h, e, h * e], dim=-1), valid)
-
-        pos, neg = logit(clicked[:, 1:]), logit(negative[:, 1:])
-        loss = F.softplus(-pos) + F.softplus(neg)
-        weight = valid.to(loss.dtype)
-        return (loss * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-class DetachedStates(nn.Module):
-    """Wraps the auxiliary loss so that its gradient stops at the extractor's states."""
-
-    def __init__(self, aux: nn.Module) -> None:
-        super().__init__()
-        self.inner = aux
-
-    def forward(self, states, clicked, negative, mask):
-        return self.inner(states.detach(), clicked, negative, mask)
-
-
-# ----------------------------------------------------------------------------------------- fixes
-
-MODEL_KEYS = {"alpha": float, "att_act": str, "mlp_act": str, "att_norm": str}
-TRAIN_KEYS = {"lr": float, "warmup": int, "batch": int, "epochs": int, "neg": str}
-PATCH_KEYS = {"emb_std": float, "emb_init": str, "aux_act": str, "aux_init": str, "aux_input": str, "aux_grad": str}
-MODEL_FIELD = {"att_act": "attention_activation", "mlp_act": "mlp_activation", "att_norm": "att_normalization"}
-HAS_AUX_ACTIVATION = "aux_activation" in {f.name for f in fields(ModelConfig)}
-
-
-@dataclass(frozen=True)
-class Fix:
-    name: str
-    values: dict
-
-    @classmethod
-    def parse(cls, text: str) -> Fix:
-        if text in ("base", ""):
-            return cls("base", {})
-        values = {}
-        for item in text.split(","):
-            key, sep, raw = item.partition("=")
-            kinds = {**MODEL_KEYS, **TRAIN_KEYS, **PATCH_KEYS}
-            if not sep or key not in kinds:
-                raise SystemExit(f"bad fix item {item!r}: expected key=value with key in {', '.join(kinds)}")
-            values[key] = kinds[key](raw)
-        return cls(text, values)
-
-    def model_config(self, base: ModelConfig) -> ModelConfig:
-        over = {MODEL_FIELD.get(k, k): v for k, v in self.values.items() if k in MODEL_KEYS}
-        if "aux_act" in self.values and HAS_AUX_ACTIVATION:
-            over["aux_activation"] = self.values["aux_act"]
-        return replace(base, **over)
-
-    def patch(self, model: nn.Module) -> nn.Module:
-        """The fixes that no ModelConfig field expresses, applied to a built model."""
-        v = self.values
-        if "emb_std" in v or "emb_init" in v:
-            emb = model.embedding
-            for table in (emb.user, emb.item, emb.cate):
-                if v.get("emb_init") == "xavier":
-                    nn.init.xavier_normal_(table.weight)
-                else:
-                    nn.init.normal_(table.weight, std=v.get("emb_std", 0.05))
-                with torch.no_grad():
-                    table.weight[0].zero_()
-        extractor = getattr(model, "extractor", None)
-        aux = getattr(extractor, "aux", None)
-        if aux is None:
-            return model
-        if v.get("aux_input") == "product":
-            activation = v.get("aux_act", getattr(aux, "activation", "sigmoid"))
-            aux = ProductAux(aux.hidden_size, tuple(lin.out_features for lin in aux.mlp.linears), activation)
-        elif "aux_act" in v and not HAS_AUX_ACTIVATION:  # a dien_core without ModelConfig.aux_activation
-            aux.mlp.activations = nn.ModuleList(MaskedActivation(v["aux_act"], lin.out_features) for lin in aux.mlp.linears)
-            aux.backend = "reference"  # the C++ kernel is the sigmoid MLP only
-        if v.get("aux_init") == "xavier":
-            for lin in [*aux.mlp.linears, aux.mlp.out]:
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.zeros_(lin.bias)
-        if v.get("aux_grad") == "detach":
-            aux = DetachedStates(aux)
-        extractor.aux = aux
-        return model
-
-
-class WarmupAdam:
-    """Patches ``bench.train.make_adam`` so that the learning rate ramps up linearly over ``steps``
-    (a step pre-hook, which leaves ``opt.step`` to the schedulers that wrap it)."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps, self.original = steps, bench_train.make_adam
-
-    def __enter__(self):
-        steps, original = self.steps, self.original
-
-        def make_adam(model, lr, weight_decay=0.0):
-            opt = original(model, lr, weight_decay)
-            if steps <= 0:
-                return opt
-            peak, count = [g["lr"] for g in opt.param_groups], [0]
-
-            def ramp(optimizer, args, kwargs):
-                count[0] += 1
-                for group, top in zip(optimizer.param_groups, peak):
-                    group["lr"] = top * min(1.0, count[0] / steps)
-
-            opt.register_step_pre_hook(ramp)
-            return opt
-
-        bench_train.make_adam = make_adam
-        return self
-
-    def __exit__(self, *exc):
-        bench_train.make_adam = self.original
-
-
 # ----------------------------------------------------------------------------------------- commands
 
 
@@ -264,8 +118,6 @@ def base_model_config(args: argparse.Namespace) -> ModelConfig:
 
 
 def make_model(name: str, config: ModelConfig, vocab) -> nn.Module:
-    if name == PROBE:
-        return GRUProbe(replace(config, use_aux_loss=False), vocab)
     return build_model(name, config, vocab)
 
 
@@ -302,8 +154,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     fixes = [Fix.parse(f) for f in (args.fix or ["base"])]
     models = args.models.split(",")
     for m in models:
-        if m != PROBE and m not in MODEL_NAMES:
-            raise SystemExit(f"unknown model {m!r}; known: {', '.join((*MODEL_NAMES, PROBE))}")
+        if m not in MODEL_NAMES:
+            raise SystemExit(f"unknown model {m!r}; known: {', '.join(MODEL_NAMES)}")
     negatives = getattr(config, "target_negatives", "uniform")
     print(
         f"data {args.data}: {config.synthetic}, maxlen {config.maxlen}, targets/user {config.targets_per_user}, "
@@ -512,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("run", help="train models with candidate fixes, over seeds")
     common(p)
-    p.add_argument("--models", default=f"sum-pooling,din,dien-augru,dien-augru+aux,{PROBE}")
+    p.add_argument("--models", default="sum-pooling,din,dien-augru,dien-augru+aux,gru-att")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--vary-data", action="store_true", help="each seed its own synthetic draw and split (as bench run does)")
     p.add_argument("--patience", type=int, default=2)
