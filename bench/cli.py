@@ -21,6 +21,8 @@ RUN_EXAMPLES = f"""examples:
   python -m bench run --models din,dien-augru+aux --seeds 5 --epochs 3 --out runs/try
   python -m bench run --params-from results/tuning/dien-augru+aux/best.json
   python -m bench run --suite standard --dry-run        # list the cells that would run
+  python -m bench run --suite standard --ray local      # each cell a Ray task (--ray auto: the cluster this machine is in)
+  torchrun --nproc-per-node 2 -m bench run --models dien-augru+aux --seeds 1   # one cell, data-parallel (DDP)
 Model names, data formats and the results layout: {DESIGN}.
 """
 
@@ -79,11 +81,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
         suite = replace(suite, train=replace(suite.train, epochs=args.epochs))
-    device = parse_device(args.device)
+    from .distributed.launch import execution
+
     results_io.flush_denormals(keep=args.keep_denormals)
     out = Path(args.out) if args.out else Path("runs") / suite.name
-    table = run_suite(suite, out, device, log=lambda m: print(m, file=sys.stderr), dry_run=args.dry_run)
-    if args.dry_run:
+    with execution(args.ray, args.device, suite) as (device, execute):  # this process, Ray tasks, or torchrun's ranks
+        writes = getattr(execute, "writes", True)  # under torchrun, rank 0 alone writes and talks
+        log = (lambda m: print(m, file=sys.stderr)) if writes else (lambda m: None)
+        table = run_suite(suite, out, device, log=log, dry_run=args.dry_run, execute=execute)
+    if args.dry_run or not writes:
         return 0
     if not table.empty:
         print((out / "auc.md").read_text())
@@ -112,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", help="count (3 = seeds 0,1,2) or comma list of seeds")
     run.add_argument("--epochs", type=int, help="maximum epochs per model")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    run.add_argument("--ray", metavar="ADDRESS", help="each cell a Ray task: local, local:N (N CPUs), auto, HOST:PORT or "
+                     "ray://HOST:PORT; needs .[ray] (docs/distributed.md)")  # fmt: skip
     run.add_argument("--out", help="output folder (default: runs/<suite>; reference results change only with --out results/...)")
     run.add_argument("--dry-run", action="store_true", help="resolve the suite and list the cells to run; train nothing")
     run.add_argument("--params-from", help="best.json of a tuning study: evaluate its configuration")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,10 @@ import pandas as pd
 import torch
 
 from . import heuristics, metrics, predictions, report, results_io
-from .data import DataConfig, Dataset, load_dataset
+from .data import DataConfig, Dataset, Split, load_dataset
 from .models import build_model
 from .suite import Row, SuiteConfig
-from .train import evaluate, predict, train
+from .train import LOCAL, Local, evaluate, train
 
 KEY = ["dataset", "model", "seed"]
 UNTRAINED_AUX = 2 * math.log(2)  # the auxiliary loss of a net that outputs 0.5 for every pair
@@ -55,8 +57,15 @@ def check_folder(suite: SuiteConfig, out: Path) -> None:
         )
 
 
-def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print, dry_run: bool = False) -> pd.DataFrame:
-    """Train and evaluate every unfinished cell, append its row, then write the reports."""
+def run_suite(
+    suite: SuiteConfig, out: Path, device: torch.device, log=print, dry_run: bool = False, execute: Execute | None = None
+) -> pd.DataFrame:
+    """Train and evaluate every unfinished cell, append its row, then write the reports.
+
+    ``execute(suite, todo, device, log)`` runs the cells and yields each finished one (default: one after
+    another in this process; ``bench/distributed``: as Ray tasks, or data-parallel under torchrun). Whatever
+    runs them, this process alone writes, as each cell arrives; with ``execute.writes`` False it writes nothing.
+    """
     check_folder(suite, out)
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
     done = results_io.read_csv(runs_path)
@@ -77,35 +86,29 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print, dr
         for data, row, seed in todo:
             log(f"  would run {cell_name(row)} seed {seed} on {data.dataset}")
         return pd.DataFrame()
+    if not getattr(execute, "writes", True):  # a torchrun rank other than 0: trains its share, writes nothing
+        for _ in execute(suite, todo, device, log):
+            pass
+        return pd.DataFrame()
     out.mkdir(parents=True, exist_ok=True)
     meta = results_io.metadata("run", device, suite.to_dict(), list(suite.seeds))
     meta["folder_hash"] = suite.folder_hash()
+    meta.update(getattr(execute, "metadata", {}))
     results_io.write_metadata_of_invocations(out, meta, cells_run=0)
-    datasets: OrderedDict[DataConfig, Dataset] = OrderedDict()
-    for i, (data, row, seed) in enumerate(todo, 1):
-        cell_data = (data if isinstance(row, str) else row.data_config(data)).for_seed(seed)
-        if cell_data not in datasets:
-            datasets[cell_data] = load_dataset(cell_data)
-            log(f"{datasets[cell_data].describe()} (seed {seed})")
-            while len(datasets) > 2:  # a seed's data sets serve its rows; older ones go
-                datasets.popitem(last=False)
-        dataset = datasets[cell_data]
-        desc = f"[{i}/{len(todo)}] {cell_name(row)} seed {seed}"
-        if isinstance(row, str):
-            row_values, scores = run_heuristic(row, dataset)
-        else:
-            row_values, scores, curve = run_model(suite, row, seed, cell_data, dataset, device, desc, log)
-            write_curve(curves_path, {"dataset": data.dataset, "model": row.name, "seed": seed}, curve)
-        key = {"dataset": data.dataset, "model": cell_name(row), "seed": seed}
-        predictions.save(out, key, dataset.test, scores)
+    for i, (cell, test) in enumerate((execute or run_in_process)(suite, todo, device, log), 1):
+        key = {"dataset": cell.dataset, "model": cell.model, "seed": cell.seed}
+        if cell.curve is not None:
+            write_curve(curves_path, key, cell.curve)
+        predictions.save(out, key, test, cell.scores)
         results_io.append_rows(runs_path, [{
-            **key, **row_values, "device": str(device), "threads": torch.get_num_threads(),
-            "config_hash": cell_hash(suite, data, row), "commit": results_io.git_commit(),
+            **key, **cell.values, "device": cell.device, "threads": cell.threads,
+            "config_hash": cell.config_hash, "commit": results_io.git_commit(),
         }])  # fmt: skip
         results_io.write_metadata_of_invocations(out, meta, cells_run=i)
-        log(f"{desc}: val AUC {row_values['val_auc']:.4f}, test AUC {row_values['test_auc']:.4f}"
-            + (f" ({row_values['epochs']} epochs, stopped by {row_values['stopped']}, {row_values['train_seconds']:.0f} s)"
-               if not isinstance(row, str) else " (non-learned)"))  # fmt: skip
+        values = cell.values
+        log(f"[{i}/{len(todo)}] {cell.model} seed {cell.seed}: val AUC {values['val_auc']:.4f}, test AUC {values['test_auc']:.4f}"
+            + (f" ({values['epochs']} epochs, stopped by {values['stopped']}, {values['train_seconds']:.0f} s)"
+               if cell.curve is not None else " (non-learned)"))  # fmt: skip
     runs = results_io.read_csv(runs_path)
     wanted = {(d.dataset, cell_name(r), s) for d, r, s in cells}
     runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
@@ -113,6 +116,62 @@ def run_suite(suite: SuiteConfig, out: Path, device: torch.device, log=print, dr
     table = report.write_reports(out, runs, curves, suite.comparisons, baseline="sum-pooling", sweeps=suite.sweeps())
     results_io.write_metadata_of_invocations(out, meta, cells_run=len(todo), finished=True)
     return table
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one cell computed, for the process that writes: its runs.csv values, test scores and curve."""
+
+    dataset: str
+    model: str
+    seed: int
+    values: dict
+    scores: np.ndarray  # the test rows' scores, in order
+    curve: list[dict] | None  # None for a non-learned row
+    device: str
+    threads: int
+    config_hash: str
+
+
+# (suite, cells to run, device, log) -> each finished cell with its data set's test split
+Execute = Callable[[SuiteConfig, list, torch.device, Callable], Iterator[tuple[CellResult, Split]]]
+
+
+def cell_data(data: DataConfig, row: Row | str, seed: int) -> DataConfig:
+    """The data set a cell trains on: the suite's, with the row's data overrides, for the seed."""
+    return (data if isinstance(row, str) else row.data_config(data)).for_seed(seed)
+
+
+def run_cell(
+    suite: SuiteConfig, data: DataConfig, row: Row | str, seed: int, dataset: Dataset, device: torch.device, desc: str, log,
+    parallel: Local = LOCAL, on_epoch=None,
+) -> CellResult:  # fmt: skip
+    """One cell, start to end, writing nothing: in this process, in a Ray task, or on every torchrun rank."""
+    if isinstance(row, str):
+        values, scores = run_heuristic(row, dataset)
+        curve = None
+    else:
+        values, scores, curve = run_model(suite, row, seed, cell_data(data, row, seed), dataset, device, desc, log, parallel, on_epoch)
+    return CellResult(
+        data.dataset, cell_name(row), seed, values, scores, curve, str(device), torch.get_num_threads(), cell_hash(suite, data, row)
+    )
+
+
+def run_in_process(
+    suite: SuiteConfig, todo: list, device: torch.device, log, parallel: Local = LOCAL, load=load_dataset
+) -> Iterator[tuple[CellResult, Split]]:
+    """The cells one after another in this process, each seed's data sets built once."""
+    datasets: OrderedDict[DataConfig, Dataset] = OrderedDict()
+    for i, (data, row, seed) in enumerate(todo, 1):
+        config = cell_data(data, row, seed)
+        if config not in datasets:
+            datasets[config] = load(config)
+            log(f"{datasets[config].describe()} (seed {seed})")
+            while len(datasets) > 2:  # a seed's data sets serve its rows; older ones go
+                datasets.popitem(last=False)
+        dataset = datasets[config]
+        desc = f"[{i}/{len(todo)}] {cell_name(row)} seed {seed}"
+        yield run_cell(suite, data, row, seed, dataset, device, desc, log, parallel), dataset.test
 
 
 def run_heuristic(name: str, dataset: Dataset) -> tuple[dict, np.ndarray]:
@@ -126,14 +185,18 @@ def run_heuristic(name: str, dataset: Dataset) -> tuple[dict, np.ndarray]:
 
 
 def run_model(
-    suite: SuiteConfig, row: Row, seed: int, data: DataConfig, dataset: Dataset, device: torch.device, desc: str, log
-) -> tuple[dict, np.ndarray, list[dict]]:
+    suite: SuiteConfig, row: Row, seed: int, data: DataConfig, dataset: Dataset, device: torch.device, desc: str, log,
+    parallel: Local = LOCAL, on_epoch=None,
+) -> tuple[dict, np.ndarray, list[dict]]:  # fmt: skip
     config, train_config = row.model_config(suite.model), row.train_config(suite.train)
     torch.manual_seed(seed)
     model = build_model(row.model, config, dataset.vocab)
     user_dropout = data.user_dropout if data.user_feature == "dropout" else 0.0
-    result = train(model, dataset, train_config, config.alpha, seed, device, data.negative_sampling, desc=desc, user_dropout=user_dropout)
-    test_logits = predict(model, dataset, dataset.test, suite.train.eval_batch_size, device)
+    result = train(
+        model, dataset, train_config, config.alpha, seed, device, data.negative_sampling, desc=desc, user_dropout=user_dropout,
+        on_epoch=on_epoch, parallel=parallel,
+    )  # fmt: skip
+    test_logits = parallel.predict(model, dataset, dataset.test, suite.train.eval_batch_size, device)
     test = evaluate(model, dataset, dataset.test, suite.train.eval_batch_size, device, logits=test_logits)
     aux_first = result.curve[0]["aux_loss"] if config.use_aux_loss and result.curve else float("nan")
     if aux_not_trained(aux_first):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dien_core import total_loss
+from dien_core import Batch, Output, total_loss
 
 from . import metrics
 from .data import BatchLoader, Dataset, Split
@@ -50,6 +50,34 @@ class TrainResult:
     stop_reason: str = "cap"  # "patience": early stopping fired; "cap": the epoch limit ended training
 
 
+class Local:
+    """How ``train`` runs in one process. ``bench/distributed/ddp.py``'s ``DataParallel`` runs the same
+    loop on each rank of a torchrun job: its shard of every batch, gradients averaged over the ranks."""
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def batches(self, loader: BatchLoader):
+        return loader
+
+    def loss(self, output: Output, batch: Batch, alpha: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The loss to backpropagate, the auxiliary loss for the curve, and the rows it covers."""
+        return total_loss(output, batch.label, alpha), output.aux_loss.detach(), batch.size
+
+    def epoch_sums(self, loss_sum: torch.Tensor, aux_sum: torch.Tensor) -> tuple[float, float]:
+        return float(loss_sum), float(aux_sum)
+
+    def predict(self, model: nn.Module, dataset: Dataset, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
+        return predict(model, dataset, split, batch_size, device)
+
+    def agree(self, value: float) -> float:
+        """One value for every process (a decision such as early stopping reads it)."""
+        return value
+
+
+LOCAL = Local()
+
+
 def make_adam(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the device (the dense embedding
     tables make the optimizer step a large share of a CTR model's training step)."""
@@ -82,13 +110,15 @@ def evaluate(
 
 def train(
     model: nn.Module, dataset: Dataset, config: TrainConfig, alpha: float, seed: int, device: torch.device,
-    negatives: str = "uniform", desc: str = "", on_epoch=None, user_dropout: float = 0.0,
+    negatives: str = "uniform", desc: str = "", on_epoch=None, user_dropout: float = 0.0, parallel: Local = LOCAL,
 ) -> TrainResult:  # fmt: skip
     """Train ``model`` in place; on return it holds the weights of its best validation epoch.
 
     ``on_epoch(epoch, val_auc)`` is called after each epoch (tuning reports and prunes there).
+    ``parallel``: one process (``LOCAL``) or a rank of a data-parallel job (``bench.distributed.ddp``).
     """
     model.to(device)
+    net = parallel.wrap(model)
     optimizer = make_adam(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     loader = BatchLoader(
@@ -98,30 +128,31 @@ def train(
     best_auc, best_epoch, best_state, stale, stop_reason = -1.0, 0, None, 0, "cap"
     curve, seconds, seen = [], 0.0, 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        net.train()
         start = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         aux_sum = torch.zeros((), device=device)
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False, disable=None, unit="batch")
+        batches = parallel.batches(loader)
+        bar = tqdm(batches, total=len(loader), desc=f"{desc} epoch {epoch}/{config.epochs}", leave=False, disable=None, unit="batch")
         for batch in bar:
             optimizer.zero_grad(set_to_none=True)
-            output = model(batch)
-            loss = total_loss(output, batch.label, alpha)
+            output = net(batch)
+            loss, aux, rows = parallel.loss(output, batch, alpha)
             loss.backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             loss_sum += loss.detach()
-            aux_sum += output.aux_loss.detach()
-            seen += batch.size
+            aux_sum += aux
+            seen += rows
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds += time.perf_counter() - start
         scheduler.step()
-        val_auc = metrics.auc(dataset.valid.label, predict(model, dataset, dataset.valid, config.eval_batch_size, device))
-        curve.append(
-            {"epoch": epoch, "train_loss": float(loss_sum) / len(loader), "aux_loss": float(aux_sum) / len(loader), "val_auc": val_auc}
-        )
+        valid_logits = parallel.predict(model, dataset, dataset.valid, config.eval_batch_size, device)
+        val_auc = parallel.agree(metrics.auc(dataset.valid.label, valid_logits))
+        loss_total, aux_total = parallel.epoch_sums(loss_sum, aux_sum)
+        curve.append({"epoch": epoch, "train_loss": loss_total / len(loader), "aux_loss": aux_total / len(loader), "val_auc": val_auc})
         if on_epoch is not None:
             on_epoch(epoch, val_auc)
         if val_auc > best_auc + (config.min_delta if best_state is not None else 0.0):
