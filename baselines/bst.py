@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, TransformerEncoder, VocabSizes, distance_positions
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class BST(nn.Module):
@@ -36,3 +38,39 @@ class BST(nn.Module):
         pooled = (out[:, 1:] * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)  # (B, E)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, out[:, 0], pooled)
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups, the history's positioned tokens
+        ``(R, T, E)`` and their first-layer projection to queries, keys and values ``(R, T, 3E)``. Every
+        history token attends to the target, so from there on all of it is the candidate's.
+        ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        if T > self.max_seq_len:
+            raise ValueError(f"BST got histories of {T} steps, over max_seq_len={self.max_seq_len}: raise it or truncate (data maxlen)")
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        positions = self.encoder.position(distance_positions(lengths, T))  # (R, 1 + T, E)
+        tokens = history.hist + positions[:, 1:]
+        return history.with_extra(tokens=tokens, qkv=self.encoder.layers[0].qkv(tokens), target_position=positions[:, 0])
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the target token, the
+        encoder over ``[target; history]`` from the first layer's attention on, pooling and the head."""
+        (N,) = item.shape
+        extra, first = history.extra, self.encoder.layers[0]
+        target = parts.embed_candidates(self.embedding, item, cate)
+        token = target + parts.per_candidate(extra["target_position"], owner)  # (N, E)
+        x = torch.cat([token.unsqueeze(1), parts.per_candidate(extra["tokens"], owner)], dim=1)  # (N, 1 + T, E)
+        qkv = torch.cat([first.qkv(token).unsqueeze(1), parts.per_candidate(extra["qkv"], owner)], dim=1)
+        hist_mask = parts.per_candidate(history.mask, owner)
+        mask = torch.cat([hist_mask.new_ones(N, 1), hist_mask], dim=1)
+        out = first.forward_from_qkv(x, qkv, mask)
+        for layer in self.encoder.layers[1:]:
+            out = layer(out, mask)
+        valid = hist_mask.unsqueeze(-1).to(out.dtype)
+        pooled = (out[:, 1:] * valid).sum(dim=1) / valid.sum(dim=1).clamp_min(1)  # (N, E)
+        s = history.hist_sum
+        features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (out[:, 0], False),
+                    (pooled, False)]  # fmt: skip
+        return parts.split_head(self.head, features, owner)

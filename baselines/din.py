@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class DIN(nn.Module):
@@ -25,3 +28,22 @@ class DIN(nn.Module):
         pooled = weighted_sum(weights, emb.hist)  # (B, E)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, pooled)
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups and the attention's key half
+        ``(R, T, H1)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        return history.with_extra(key_part=parts.attention_keys(self.attention, history.hist))
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention, pooling, the head."""
+        (N,) = item.shape
+        target = parts.embed_candidates(self.embedding, item, cate)
+        weights = parts.candidate_attention(self.attention, history.hist, history.extra["key_part"], target, owner, history.mask)
+        pooled = parts.pool(weights, history.hist, owner)
+        s = history.hist_sum
+        features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (pooled, False)]
+        return parts.split_head(self.head, features, owner)

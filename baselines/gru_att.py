@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
 from dien_core.recurrent import make_layer
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class GRUAttention(nn.Module):
@@ -29,3 +32,27 @@ class GRUAttention(nn.Module):
         pooled = weighted_sum(self.attention(emb.target, states, emb.mask), states)  # (B, E)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, pooled, last)
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups, the GRU's states and last state
+        (no candidate in them) and the attention's key half over the states. ``user (R,)``,
+        ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        states, last = parts.history_recurrence(self.gru, history.hist, lengths, history.mask, plan)
+        return history.with_extra(states=states, last=last, key_part=parts.attention_keys(self.attention, states))
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention over the states,
+        pooling, the head."""
+        (N,) = item.shape
+        states = history.extra["states"]
+        target = parts.embed_candidates(self.embedding, item, cate)
+        weights = parts.candidate_attention(self.attention, states, history.extra["key_part"], target, owner, history.mask)
+        pooled = parts.pool(weights, states, owner)
+        s = history.hist_sum
+        features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (pooled, False),
+                    (history.extra["last"], True)]  # fmt: skip
+        return parts.split_head(self.head, features, owner)

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, InnerProduct, ModelConfig, Output, VocabSizes
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class PNN(nn.Module):
@@ -29,3 +31,22 @@ class PNN(nn.Module):
         fields = torch.stack([emb.user, *emb.target.chunk(2, dim=1), *hist_mean.chunk(2, dim=1)], dim=1)  # (B, 5, D)
         logits = self.head(fields.reshape(B, -1), self.product(fields))
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups and the history's mean
+        ``(R, 2D)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        return history.with_extra(hist_mean=history.hist_sum / lengths.clamp_min(1).unsqueeze(1).to(history.hist_sum.dtype))
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the products with the
+        target's fields and the head (the user's and the history's share of its first layer per request)."""
+        (N,) = item.shape
+        target = parts.embed_candidates(self.embedding, item, cate)
+        user, hist_mean = parts.per_candidate(history.user, owner), parts.per_candidate(history.extra["hist_mean"], owner)
+        fields = torch.stack([user, *target.chunk(2, dim=1), *hist_mean.chunk(2, dim=1)], dim=1)  # (N, 5, D)
+        features = [(history.user, True), (target, False), (history.extra["hist_mean"], True), (self.product(fields), False)]
+        return parts.split_head(self.head, features, owner)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class SumPooling(nn.Module):
@@ -22,3 +25,18 @@ class SumPooling(nn.Module):
         emb = self.embedding(batch)
         logits = self.head(emb.user, emb.target, emb.hist_sum)
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups and the history's sum.
+        ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        return parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``; the user's and the history's
+        share of the head's first layer is the request's."""
+        (N,) = item.shape
+        target = parts.embed_candidates(self.embedding, item, cate)
+        return parts.split_head(self.head, [(history.user, True), (target, False), (history.hist_sum, True)], owner)

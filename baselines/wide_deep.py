@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, step_mask
+from dien_core.serving import parts
+from dien_core.serving.parts import History
 
 
 class WideDeep(nn.Module):
@@ -42,3 +44,29 @@ class WideDeep(nn.Module):
         deep = self.head(emb.user, emb.target, emb.hist_sum)
         logits = deep + wide
         return Output(logits, logits.new_zeros(()))
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): the lookups, the wide part's user and bag
+        terms ``(R,)``, the history's categories for the cross-products. ``user (R,)``, ``hist_item,
+        hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        R, T = hist_item.shape
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        keep = history.mask.long()
+        w = self.wide
+        bags = w["hist_item"](hist_item * keep) + w["hist_cate"](hist_cate * keep)  # (R, T, 1)
+        wide = self.wide_bias + w["user"](user).squeeze(-1) + bags.sum(dim=(1, 2))
+        return history.with_extra(wide=wide, hist_cate=hist_cate * keep, keep=keep)
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the target's wide terms, its
+        cross-products with the history's categories, and the deep tower's head."""
+        (N,) = item.shape
+        w, keep = self.wide, parts.per_candidate(history.extra["keep"], owner)
+        cross = (cate.unsqueeze(1) * self.cates + parts.per_candidate(history.extra["hist_cate"], owner)) * keep  # (N, T)
+        targets = (w["item"](item) + w["cate"](cate)).squeeze(-1)
+        wide = parts.per_candidate(history.extra["wide"], owner) + targets + w["cross_cate"](cross).sum(dim=(1, 2))
+        target = parts.embed_candidates(self.embedding, item, cate)
+        deep = parts.split_head(self.head, [(history.user, True), (target, False), (history.hist_sum, True)], owner)
+        return deep + wide

@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .compare import add_compare_parser
     from .data_cli import add_data_parser
     from .profile_cli import add_profile_parser
+    from .serving.cli import add_latency_parser
     from .tune_cli import add_tune_parser
 
     add_tune_parser(sub)
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_breakdown_parser(sub)
     add_compare_parser(sub)
     add_data_parser(sub)
+    add_latency_parser(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .attention import AttentionUnit
@@ -10,6 +11,8 @@ from .config import ModelConfig, VocabSizes
 from .embedding import FeatureEmbedding
 from .head import Head
 from .interest import InterestEvolution, InterestExtractor
+from .serving import parts
+from .serving.parts import History
 
 
 class DIEN(nn.Module):
@@ -40,3 +43,35 @@ class DIEN(nn.Module):
         interest = self.evolution(emb.target, states, batch.lengths, emb.mask)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, interest)
         return Output(logits, aux_loss)
+
+    def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
+                       plan: str = "kernels") -> History:  # fmt: skip
+        """Serving, once per request (``dien_core.serving``): ``user (R,)``, ``hist_item, hist_cate (R, T)``,
+        ``lengths (R,)`` -> ``History``: the lookups, the extractor's states (no candidate in them), the
+        attention's key half over them and the evolution's input projection ``W_ih h_t``. With
+        ``gru_type="GRU"`` the evolution reads no attention, so its states are the history's too."""
+        R, T = hist_item.shape
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        states, _ = parts.history_recurrence(self.extractor.gru, history.hist, lengths, history.mask, plan)
+        evolution = self.evolution
+        if evolution.gru_type == "GRU":
+            states, _ = parts.history_recurrence(evolution.gru, states, lengths, history.mask, plan)
+            return history.with_extra(keys=states, key_part=parts.attention_keys(evolution.attention, states))
+        key_part = parts.attention_keys(evolution.attention, states)
+        return history.with_extra(keys=states, key_part=key_part, inputs=parts.input_projection(evolution.gru, states))
+
+    def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
+                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+        """Serving, per candidate: ``item, cate, owner (N,)`` (``owner``: the candidate's request in
+        ``history``) -> logits ``(N,)``: attention scores, the attention-driven recurrence, the head."""
+        (N,) = item.shape
+        evolution, keys = self.evolution, history.extra["keys"]
+        target = parts.embed_candidates(self.embedding, item, cate)
+        weights = parts.candidate_attention(evolution.attention, keys, history.extra["key_part"], target, owner, history.mask)
+        if evolution.gru_type == "GRU":
+            interest = parts.pool(weights, keys, owner)
+        else:
+            interest = parts.candidate_recurrence(evolution.gru, history.extra["inputs"], weights, history.mask, owner, plan)
+        s = history.hist_sum
+        features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (interest, False)]
+        return parts.split_head(self.head, features, owner)

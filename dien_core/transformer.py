@@ -49,6 +49,16 @@ class TransformerLayer(nn.Module):
         x = self.norm_attention(x + self.drop(self.attention(x, mask)))
         return self.norm_ff(x + self.drop(self.ff(x)))
 
+    def forward_from_qkv(self, x: torch.Tensor, qkv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``forward`` with ``qkv = self.qkv(x)`` ``(B, L, 3E)`` made by the caller (serving makes the
+        history's rows once per request); ``x (B, L, E)``, ``mask (B, L)`` -> ``(B, L, E)``."""
+        B, L, E = x.shape
+        q, k, v = qkv.reshape(B, L, 3, self.heads, E // self.heads).permute(2, 0, 3, 1, 4)  # each (B, h, L, E / h)
+        p = self.dropout if self.training else 0.0
+        heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.view(B, 1, 1, L), dropout_p=p)  # (B, h, L, E / h)
+        x = self.norm_attention(x + self.drop(self.out(heads.transpose(1, 2).reshape(B, L, E))))
+        return self.norm_ff(x + self.drop(self.ff(x)))
+
 
 class TransformerEncoder(nn.Module):
     """Learned position embeddings added to the tokens, then ``layers`` ``TransformerLayer`` s.

@@ -1,0 +1,147 @@
+"""``python -m bench latency``: per-request latency of the serving paths, micro-batching, a breakdown."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import results_io
+
+LATENCY_EXAMPLES = """examples:
+  python -m bench latency --quick                          # smoke run: 2 models, K = 1,10, T = 20, 100 requests (a few minutes)
+  python -m bench latency --models din,dien-augru+aux --candidates 1,10,100,500 --seq-lens 50,100,200 --threads 2 --peers
+  python -m bench latency --impls batched,shared,exported,onnx --candidates 100 --seq-lens 100   # both export routes
+  python -m bench latency --microbatch --models dien-augru+aux --impls shared --candidates 100 --seq-lens 100
+  python -m bench latency --breakdown --models dien-augru+aux --candidates 100 --seq-lens 100
+Writes latency.csv/md/png, metadata.json (and microbatch.csv/md/png, breakdown.md when asked) into <out>/<device>/
+(default runs/serving/cpu; the committed reference only with --out results/serving). See docs/serving.md.
+"""
+QUICK = {"models": "din,dien-augru+aux", "candidates": "1,10", "seq_lens": "20", "requests": 100, "warmup": 10, "peer_requests": 20,
+         "mb_requests": 200, "loads": "0.5,1,2", "policies": "0:1,2:8", "at": "10,20"}  # fmt: skip
+
+
+def add_latency_parser(sub) -> None:
+    p = sub.add_parser("latency", help="per-request serving latency (p50..p99.9): batched, shared history, exported; micro-batching",
+                       epilog=LATENCY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--models", default="din,dien-augru+aux", help="comma list of model names (default: din,dien-augru+aux)")
+    p.add_argument("--impls", default="batched,shared,shared-cudagraph,exported",
+                   help="comma list of batched, shared, shared-cudagraph (CUDA only), exported (AOTInductor), onnx (ONNX Runtime) "
+                        "(default: batched,shared,shared-cudagraph,exported)")  # fmt: skip
+    p.add_argument("--candidates", default="1,10,100,500", help="candidates per request K, comma list (default: 1,10,100,500)")
+    p.add_argument("--seq-lens", default="50,100,200", help="history lengths T, comma list (default: 50,100,200)")
+    p.add_argument("--requests", type=int, default=1000, help="timed requests per cell, after the warm-up (default: 1000)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed requests per cell and implementation first (default: 50)")
+    p.add_argument("--block", type=int, default=100, help="implementations take turns by blocks of this many requests (default: 100)")
+    p.add_argument("--lengths", default="full", choices=("full", "mixed"), help="histories all of T steps, or uniform in 0..T")
+    p.add_argument("--threads", type=int, help="CPU threads (torch's and ONNX Runtime's; default: torch's default)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--peers", action="store_true", help="add DeepCTR-Torch's DIEN and DIN on the same requests (needs .[peers])")
+    p.add_argument("--peer-requests", type=int, help="timed requests per cell for the peers (default: --requests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the requests (default: 0)")
+    p.add_argument("--export-dir", help="keep the exported packages here and reuse them (default: a temporary folder)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test sizes, unless a flag sets its own: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()),
+    )
+    p.add_argument("--no-latency", action="store_true", help="skip the latency cells (only --microbatch / --breakdown)")
+    g = p.add_argument_group("micro-batching (--microbatch) and breakdown (--breakdown), at one cell")
+    g.add_argument("--microbatch", action="store_true", help="simulate open-loop arrivals into a batcher; microbatch.csv/md/png")
+    g.add_argument("--breakdown", action="store_true", help="where a request's time goes on the shared path; breakdown.md")
+    g.add_argument("--at", default="100,100", help="K,T of the micro-batching sweep and the breakdown (default: 100,100)")
+    g.add_argument("--mb-requests", type=int, default=1000, help="requests per load point (default: 1000)")
+    g.add_argument("--rates", help="offered loads in requests/s, comma list (default: --loads)")
+    g.add_argument("--loads", default="0.25,0.5,0.75,0.9,1,1.25,1.5,2,3",
+                   help="offered loads as multiples of what the workers hold without batching (default: 0.25,...,3)")  # fmt: skip
+    g.add_argument("--policies", default="0:1,0:16,2:16,5:32", help="batching policies max_wait_ms:max_batch (0:1: none; default: "
+                   "0:1,0:16,2:16,5:32)")  # fmt: skip
+    g.add_argument("--workers", type=int, default=1, help="workers the batches go to, each with --threads threads (default: 1)")
+    g.add_argument("--mb-impl", default="shared", choices=("shared", "batched"), help="the path a batch runs through (default: shared)")
+    g.add_argument("--p99-budget-ms", type=float, default=20.0, help="the p99 budget the capacity table reads (default: 20)")
+    p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
+    p.add_argument("--out", help="output root (default: runs/serving); a folder per device type below it")
+    p.set_defaults(func=cmd_latency, defaults={a.dest: a.default for a in p._actions})
+
+
+def numbers(text: str, flag: str, kind=int) -> tuple:
+    try:
+        values = tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{flag} takes a comma list of {'whole ' if kind is int else ''}numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{flag} is empty")
+    return values
+
+
+def policies(text: str) -> tuple[tuple[float, int], ...]:
+    try:
+        return tuple((float(w), int(b)) for w, b in (x.split(":") for x in text.split(",") if x.strip()))
+    except ValueError:
+        raise ValueError(f"--policies takes max_wait_ms:max_batch pairs, e.g. 0:1,2:16, got {text!r}") from None
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from ..cli import parse_device
+    from ..config_io import to_dict
+    from . import report
+    from .export import onnx_available
+    from .latency import LatencyConfig, run_latency
+    from .load import MicrobatchConfig
+
+    if args.quick:  # the smoke-test sizes, where no flag set its own
+        for name, value in QUICK.items():
+            if getattr(args, name) == args.defaults[name]:
+                setattr(args, name, value)
+    names = tuple(x.strip() for x in args.models.split(",") if x.strip())
+    impls = tuple(x.strip() for x in args.impls.split(",") if x.strip())
+    config = LatencyConfig(
+        models=names, impls=impls, candidates=numbers(args.candidates, "--candidates"), seq_lens=numbers(args.seq_lens, "--seq-lens"),
+        requests=args.requests, warmup=args.warmup, block=args.block, threads=args.threads, peers=args.peers,
+        peer_requests=args.peer_requests, lengths=args.lengths, seed=args.seed,
+    )  # fmt: skip
+    at = numbers(args.at, "--at")
+    if len(at) != 2:
+        raise ValueError(f"--at takes K,T, got {args.at!r}")
+    microbatch = MicrobatchConfig(
+        candidates=at[0], seq_len=at[1], requests=args.mb_requests, rates=numbers(args.rates, "--rates", float) if args.rates else None,
+        loads=numbers(args.loads, "--loads", float), policies=policies(args.policies), workers=args.workers, impl=args.mb_impl,
+        p99_budget_ms=args.p99_budget_ms, seed=args.seed,
+    )  # fmt: skip
+    device = parse_device(args.device)
+    if config.peers:
+        from .. import peers
+
+        if not peers.available():
+            raise ValueError("--peers needs the package deepctr-torch (pip install -e '.[peers]')")
+    if "onnx" in config.impls and not onnx_available():
+        raise ValueError('--impls onnx needs onnx, onnxscript and onnxruntime (pip install -e ".[serving]")')
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    results_io.flush_denormals(keep=args.keep_denormals)
+    out = (Path(args.out) if args.out else Path("runs") / "serving") / device.type
+    meta = results_io.metadata("latency", device, {"latency": to_dict(config), "microbatch": to_dict(microbatch)})
+    written = []
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if not args.no_latency:
+        results_io.write_metadata_of_invocations(out, meta, latency=True, microbatch=args.microbatch, breakdown=args.breakdown)
+        latency = run_latency(config, device, out, Path(args.export_dir) if args.export_dir else None, log=log)
+        report.write_latency_reports(out, latency, meta)
+        written += ["latency.csv", "latency.md", "latency.png"]
+        print((out / "latency.md").read_text())
+    if args.microbatch:
+        from .load import run_microbatch
+
+        table = run_microbatch(microbatch, names, device, log=log)
+        report.write_microbatch_reports(out, table, microbatch.p99_budget_ms, meta)
+        written += ["microbatch.csv", "microbatch.md", "microbatch.png"]
+    if args.breakdown:
+        from .breakdown import breakdown_markdown
+
+        results_io.write_text(out / "breakdown.md", breakdown_markdown(names, microbatch.candidates, microbatch.seq_len, device))
+        written.append("breakdown.md")
+    results_io.write_metadata_of_invocations(out, meta, latency=not args.no_latency, microbatch=args.microbatch, breakdown=args.breakdown)
+    print(f"serving results in {out}/ ({', '.join([*written, 'metadata.json'])})", file=sys.stderr)
+    return 0
