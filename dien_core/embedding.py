@@ -128,7 +128,7 @@ class TableLookup(torch.autograd.Function):
 def gather_torch(tables: list[torch.Tensor], ids: list[torch.Tensor]) -> torch.Tensor:
     """``TableLookup``'s gather in torch ops: ``(S0, S1)`` ids per table -> ``(S0, S1, sum D)``."""
     rows = [table.index_select(0, i.reshape(-1)) * (i.reshape(-1, 1) != 0) for table, i in zip(tables, ids)]
-    return torch.cat(rows, dim=-1).view(*ids[0].shape, -1)
+    return torch.cat(rows, dim=-1).view(*ids[0].shape, sum(t.shape[1] for t in tables))  # explicit width: T may be 0
 
 
 def scatter_torch(uses: list[tuple[torch.Tensor, torch.Tensor]], rows: int, D: int) -> torch.Tensor:
