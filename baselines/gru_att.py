@@ -37,7 +37,8 @@ class GRUAttention(nn.Module):
                        plan: str = "kernels") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups, the GRU's states and last state
         (no candidate in them) and the attention's key half over the states. ``user (R,)``,
-        ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``states (R, T, E)``,
+        ``last (R, E)`` and ``key_part (R, T, H1)``."""
         R, T = hist_item.shape
         history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
         states, last = parts.history_recurrence(self.gru, history.hist, lengths, history.mask, plan)

@@ -49,7 +49,8 @@ class WideDeep(nn.Module):
                        plan: str = "kernels") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups, the wide part's user and bag
         terms ``(R,)``, the history's categories for the cross-products. ``user (R,)``, ``hist_item,
-        hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
+        hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``wide (R,)``, ``hist_cate (R, T)``
+        (zero at padding) and ``keep (R, T)`` (1 at a behaviour, 0 at padding)."""
         R, T = hist_item.shape
         history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
         keep = history.mask.long()

@@ -48,8 +48,10 @@ class DIEN(nn.Module):
                        plan: str = "kernels") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): ``user (R,)``, ``hist_item, hist_cate (R, T)``,
         ``lengths (R,)`` -> ``History``: the lookups, the extractor's states (no candidate in them), the
-        attention's key half over them and the evolution's input projection ``W_ih h_t``. With
-        ``gru_type="GRU"`` the evolution reads no attention, so its states are the history's too."""
+        attention's key half over them and the evolution's input projection ``W_ih h_t``: extras
+        ``keys (R, T, H)``, ``key_part (R, T, H1)`` and ``inputs (T, R, G*H)``, time-major as the
+        recurrence loops read them. With ``gru_type="GRU"`` the evolution reads no attention, so its
+        states are the history's too (``keys`` are then the evolution's states, and no ``inputs``)."""
         R, T = hist_item.shape
         history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
         states, _ = parts.history_recurrence(self.extractor.gru, history.hist, lengths, history.mask, plan)

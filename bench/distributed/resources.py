@@ -11,7 +11,8 @@ class CellResources:
 
     ``cpus_per_cell`` is also the cell's torch thread count (at least 1). ``gpus_per_cell`` > 0 trains the
     cell on the GPU Ray assigns it (Ray sets ``CUDA_VISIBLE_DEVICES``); a fraction below 1 packs cells
-    onto one GPU (0.5: two cells a GPU). Neither changes a cell's result, so neither is in its hash.
+    onto one GPU (0.5: two cells a GPU). Neither is in the cell's hash (like ``--device``): rows equal
+    one process's at the same device and thread count.
     """
 
     cpus_per_cell: float = 1

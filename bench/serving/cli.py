@@ -14,8 +14,8 @@ LATENCY_EXAMPLES = """examples:
   python -m bench latency --quick                          # smoke run: 2 models, K = 1,10, T = 20, 100 requests (a few minutes)
   python -m bench latency --models din,dien-augru+aux --candidates 1,10,100,500 --seq-lens 50,100,200 --threads 2 --peers
   python -m bench latency --impls batched,shared,exported,onnx --candidates 100 --seq-lens 100   # both export routes
-  python -m bench latency --microbatch --models dien-augru+aux --impls shared --candidates 100 --seq-lens 100
-  python -m bench latency --breakdown --models dien-augru+aux --candidates 100 --seq-lens 100
+  python -m bench latency --no-latency --microbatch --models dien-augru+aux --at 100,100 --mb-impl shared
+  python -m bench latency --no-latency --breakdown --models dien-augru+aux --at 100,100
 Writes latency.csv/md/png, metadata.json (and microbatch.csv/md/png, breakdown.md when asked) into <out>/<device>/
 (default runs/serving/cpu; the committed reference only with --out results/serving). See docs/serving.md.
 """
