@@ -65,13 +65,18 @@ def test_kernel_gradcheck_float64_and_thread_count(activation):
         return FusedAuxiliaryLoss.apply(True, activation == "relu", states.shape[0], *rows, valid / valid.sum(), *ordered)
 
     assert torch.autograd.gradcheck(flat, tuple(weights))
+    # thread count: 1,160 pairs are three 512-pair tiles, so two threads share the work
+    big = inputs(B=40, T=30, H=4, E=3, dtype=torch.float64)
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = aux(states, pos, neg, mask)
+        results = []
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            results.append(loss_and_grads(aux, aux.forward, big))
     finally:
         torch.set_num_threads(threads)
-    assert torch.allclose(one, aux(states, pos, neg, mask), atol=1e-12)
+    for one, two in zip(*results):
+        assert torch.allclose(one, two, atol=1e-12, rtol=1e-10)
 
 
 @needs_cpp

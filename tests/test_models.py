@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from bench.models import MODEL_NAMES, build_model
@@ -45,7 +46,8 @@ def test_weighted_sum_equals_batched_product():
 @pytest.mark.parametrize("backend", [pytest.param("cpp", marks=needs_cpp), "reference"])
 def test_embedding_is_time_major_pads_with_zeros_and_agrees_across_backends(backend, monkeypatch):
     """Garbage ids at padded steps read as zeros; hist and neg are views of time-major tensors;
-    the C++ lookup equals the torch one in values and in every table's gradient."""
+    each backend's lookup equals ``F.embedding`` of the same tables (an independent lookup) in
+    values and in every table's gradient."""
     torch.manual_seed(4)
     emb = FeatureEmbedding(VOCAB, 3, backend)
     batch = repad(random_batch(B=5, T=6, lengths=[6, 2, 0, 3, 1]), 6, fill=-1)
@@ -57,15 +59,24 @@ def test_embedding_is_time_major_pads_with_zeros_and_agrees_across_backends(back
     scales = [torch.randn_like(x) for x in (out.user, out.target, out.hist, out.neg)]
     loss = sum((x * w).sum() for x, w in zip((out.user, out.target, out.hist, out.neg), scales))
     grads = torch.autograd.grad(loss, [emb.item.weight, emb.cate.weight, emb.user.weight])
-    torch.manual_seed(4)
-    plain = FeatureEmbedding(VOCAB, 3, "reference")
-    monkeypatch.setattr(cpp, "kernels", lambda: pytest.fail("the reference backend called a C++ kernel"))
-    ref = plain(batch, with_negatives=True)
-    for a, b in zip((out.user, out.target, out.hist, out.neg), (ref.user, ref.target, ref.hist, ref.neg)):
-        assert torch.equal(a, b)
-    loss = sum((x * w).sum() for x, w in zip((ref.user, ref.target, ref.hist, ref.neg), scales))
-    for a, b in zip(grads, torch.autograd.grad(loss, [plain.item.weight, plain.cate.weight, plain.user.weight])):
+    keep = out.mask.unsqueeze(-1)
+
+    def lookup(item, cate, masked=False):  # F.embedding of [item, cate]; padded steps (any id) as zeros
+        if masked:
+            item, cate = item.where(out.mask, 0), cate.where(out.mask, 0)
+        both = torch.cat([F.embedding(item, emb.item.weight), F.embedding(cate, emb.cate.weight)], dim=-1)
+        return both * keep if masked else both
+
+    ref = (F.embedding(batch.user, emb.user.weight), lookup(batch.item, batch.cate),
+           lookup(batch.hist_item, batch.hist_cate, True), lookup(batch.neg_item, batch.neg_cate, True))  # fmt: skip
+    for a, b in zip((out.user, out.target, out.hist, out.neg), ref):
+        assert torch.allclose(a, b, atol=1e-7)
+    loss = sum((x * w).sum() for x, w in zip(ref, scales))
+    for a, b in zip(grads, torch.autograd.grad(loss, [emb.item.weight, emb.cate.weight, emb.user.weight])):
         assert torch.allclose(a, b, atol=1e-6) and a[0].abs().max() == 0
+    if backend == "reference":
+        monkeypatch.setattr(cpp, "kernels", lambda: pytest.fail("the reference backend called a C++ kernel"))
+        emb(batch, with_negatives=True)
 
 
 def test_dice_statistics_ignore_padding():
