@@ -15,12 +15,6 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from . import results_io  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-
-
 def plot_auc(table: pd.DataFrame, path: Path) -> None:
     """Test AUC per row: mean over seeds with its t interval; non-learned rows in grey."""
     groups = list(table.groupby("dataset", sort=False))
@@ -35,7 +29,7 @@ def plot_auc(table: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("test AUC (mean over seeds, 95% t interval); grey: non-learned")
         ax.set_title(dataset)
         ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    results_io.save_figure(fig, path)
 
 
 def plot_curves(curves: pd.DataFrame, path: Path) -> None:
@@ -58,7 +52,7 @@ def plot_curves(curves: pd.DataFrame, path: Path) -> None:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         val_ax.set_title(f"learning curves: {dataset}")
-    _save(fig, path)
+    results_io.save_figure(fig, path)
 
 
 def plot_sweep(sweep: pd.DataFrame, path: Path) -> None:
@@ -81,4 +75,4 @@ def plot_sweep(sweep: pd.DataFrame, path: Path) -> None:
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(fig, path)
+    results_io.save_figure(fig, path)

@@ -99,9 +99,7 @@ def plot(timings: pd.DataFrame, value: str, ylabel: str, path: Path) -> None:
         ax.set_title(f"{mode}, batch {batch}")
         ax.grid(alpha=0.3, which="both")
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    results_io.save_figure(fig, path)
 
 
 def write_reports(out: Path, timings: pd.DataFrame, meta: dict) -> None:

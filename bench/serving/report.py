@@ -95,9 +95,7 @@ def plot_latency(latency: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"history T = {T}")
         ax.grid(alpha=0.3, which="both")
     axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    results_io.save_figure(fig, path)
 
 
 def microbatch_markdown(table: pd.DataFrame, budget_ms: float, meta: dict) -> str:
@@ -138,9 +136,7 @@ def plot_microbatch(table: pd.DataFrame, budget_ms: float, path: Path) -> None:
         ax.set_title(f"{model}: K = {int(g['candidates'].iloc[0])}, T = {int(g['seq_len'].iloc[0])}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    results_io.save_figure(fig, path)
 
 
 def write_latency_reports(out: Path, latency: pd.DataFrame, meta: dict) -> None:

@@ -34,9 +34,7 @@ def save_plot(ax_or_fig, path: Path) -> None:
     if not isinstance(fig, plt.Figure):  # some plots return an array of axes
         fig = ax_or_fig.flat[0].figure
     fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
-    fig.tight_layout()
-    results_io.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    results_io.save_figure(fig, path, dpi=100)
 
 
 def write_outputs(study: optuna.Study, out: Path, meta: dict) -> dict | None:
