@@ -20,6 +20,7 @@ RUN_EXAMPLES = f"""examples:
   python -m bench run --suite paper --dataset amazon --data-dir ~/dien-data   # the DIEN Amazon files, the authors' settings
   python -m bench run --models din,dien-augru+aux --seeds 5 --epochs 3 --out runs/try
   python -m bench run --params-from results/tuning/dien-augru+aux/best.json
+  python -m bench run --params-from runs/tuning/din/best.json,runs/tuning/dien-augru+aux/best.json --seeds 5   # tuned vs tuned
   python -m bench run --suite standard --dry-run        # list the cells that would run
   python -m bench run --suite standard --ray local      # each cell a Ray task (--ray auto: the cluster this machine is in)
   torchrun --nproc-per-node 2 -m bench run --models dien-augru+aux --seeds 1   # one cell, data-parallel (DDP)
@@ -67,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     if args.params_from:
-        suite = apply_params(suite, Path(args.params_from))
+        suite = apply_params(suite, [Path(p) for text in args.params_from for p in csv_list(text)])
     suite = apply_data_overrides(suite, args.dataset, args.data_dir)
     if args.models:
         names = csv_list(args.models)
@@ -122,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "ray://HOST:PORT; needs .[ray] (docs/distributed.md)")  # fmt: skip
     run.add_argument("--out", help="output folder (default: runs/<suite>; reference results change only with --out results/...)")
     run.add_argument("--dry-run", action="store_true", help="resolve the suite and list the cells to run; train nothing")
-    run.add_argument("--params-from", help="best.json of a tuning study: evaluate its configuration")
+    run.add_argument("--params-from", action="append", metavar="BEST_JSON",
+                     help="best.json of a tuning study: evaluate its configuration; give several (repeated or "
+                          "comma-separated) to compare tuned against tuned, one row each")  # fmt: skip
     run.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     run.set_defaults(func=cmd_run)
 

@@ -23,22 +23,29 @@ SHORT_NAMES = {"att_normalization": "att", "augru_convention": "augru", "targets
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # data settings a row may change (the rest describe the data set itself and stay the suite's)
 ROW_DATA_FIELDS = ("targets_per_user", "user_feature", "user_dropout", "negative_sampling", "target_negatives")
-# training settings a row may change: a cap on a slow row whose outcome its first epochs already show
-ROW_TRAIN_FIELDS = ("epochs",)
+# training settings a row may change: a cap on a slow row whose outcome its first epochs already
+# show, and the optimiser's settings of a tuned row (`bench run --params-from`)
+ROW_TRAIN_FIELDS = ("epochs", "lr", "lr_decay", "weight_decay", "batch_size", "grad_clip")
 ROW_FIELDS = (*ROW_DATA_FIELDS, *ROW_TRAIN_FIELDS)
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the comparison: a model name plus model- or data-config overrides (ablation variants)."""
+    """One line of the comparison: a model name plus model- or data-config overrides (ablation
+    variants); ``label`` names a row whose overrides are too many to spell (a tuned one)."""
 
     model: str
     overrides: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.label and not self.label.startswith(f"{self.model}/"):
+            raise ValueError(f"row label {self.label!r} must start with its model's name, {self.model}/")
 
     @property
     def name(self) -> str:
-        """Self-explaining: ``dien-augru+aux/att-softmax/augru-original``, ``din/targets-all``."""
-        return "/".join([self.model, *(f"{SHORT_NAMES.get(k, k)}-{v}" for k, v in self.overrides)])
+        """Self-explaining: ``dien-augru+aux/att-softmax/augru-original``, ``din/targets-all``, ``din/tuned``."""
+        return self.label or "/".join([self.model, *(f"{SHORT_NAMES.get(k, k)}-{v}" for k, v in self.overrides)])
 
     def model_config(self, base: ModelConfig) -> ModelConfig:
         model = {k: v for k, v in self.overrides if k not in ROW_FIELDS}
@@ -119,7 +126,7 @@ class SuiteConfig:
         ``alpha`` variants of ``dien-augru+aux`` make the alpha sweep."""
         found: dict[tuple[str, str], dict[float, str]] = {}
         for row in self.variants:
-            if len(row.overrides) != 1:
+            if len(row.overrides) != 1 or row.label:
                 continue
             key, value = row.overrides[0]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or key not in MODEL_FIELDS:
@@ -134,7 +141,8 @@ class SuiteConfig:
         return {
             "name": self.name, "description": self.description, "data": [to_dict(d) for d in self.data],
             "model": to_dict(self.model), "train": to_dict(self.train), "models": list(self.models),
-            "variants": [{"model": v.model, **dict(v.overrides)} for v in self.variants], "seeds": list(self.seeds),
+            "variants": [{"model": v.model, **({"label": v.label} if v.label else {}), **dict(v.overrides)} for v in self.variants],
+            "seeds": list(self.seeds),
             "comparisons": [list(c) for c in self.comparisons], "heuristics": self.heuristics,
             "resources": to_dict(self.resources),
         }  # fmt: skip
@@ -154,7 +162,8 @@ def parse_suite(raw: dict[str, Any], where: str) -> SuiteConfig:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     data = raw.pop("data", [{}])
     data = [data] if isinstance(data, dict) else data
-    variants = [Row(v["model"], tuple((k, x) for k, x in v.items() if k != "model")) for v in raw.pop("variants", [])]
+    variants = [Row(v["model"], tuple((k, x) for k, x in v.items() if k not in ("model", "label")), v.get("label", ""))
+                for v in raw.pop("variants", [])]  # fmt: skip
     return SuiteConfig(
         name=raw.pop("name", Path(where).stem),
         data=tuple(from_dict(DataConfig, d, "data") for d in data),

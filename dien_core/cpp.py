@@ -33,11 +33,12 @@ NAME = "dien_core_cpu"
 # Builds tried in order: (name, compile flags, link flags). "native": -march=native (built on the
 # machine that runs it; the folder is keyed by its CPU), -fopenmp (ATen's parallel_for is an OpenMP
 # pragma in its header: without the flag it runs on one thread; the SIMD loops are OpenMP pragmas
-# too), -fno-math-errno (lets them vectorise). "portable": for compilers without OpenMP or
+# too), -fno-math-errno and -fno-trapping-math (let them vectorise: without the second, GCC keeps
+# the clamps of ``exp_of`` as branches, and every loop that calls it runs one lane at a time). "portable": for compilers without OpenMP or
 # -march=native (Apple clang): the same code on one thread per kernel.
 BUILDS = (
-    ("native", ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"], ["-fopenmp"]),
-    ("portable", ["-O3", "-fno-math-errno"], []),
+    ("native", ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"], ["-fopenmp"]),
+    ("portable", ["-O3", "-fno-math-errno", "-fno-trapping-math"], []),
 )
 FLAGS = BUILDS[0][1]
 STALE_LOCK_SECONDS = 600  # a build takes about a minute; a lock this old belongs to a killed build

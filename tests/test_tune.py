@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.config_io import to_dict
 
 ROOT = Path(__file__).parents[1]
 TINY = str(Path(__file__).with_name("tiny_suite.toml"))
@@ -41,9 +42,43 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
     # the tuned configuration evaluates over seeds on test, into the normal tables
     assert main(["run", "--params-from", str(out / "best.json"), "--seeds", "2", "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
     runs = pd.read_csv(tmp_path / "eval" / "runs.csv")
-    learned = runs[runs["model"] == "dien-augru+aux"]
+    learned = runs[runs["model"] == "dien-augru+aux/tuned"]
     assert len(learned) == 2 and learned["test_auc"].notna().all()
-    assert set(runs["model"]) == {"dien-augru+aux", "popularity", "recent-category"}  # beside the non-learned rows
+    assert set(runs["model"]) == {"dien-augru+aux/tuned", "popularity", "recent-category"}  # beside the non-learned rows
+
+
+def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path):
+    """Two studies on the same data, each row trained with its own study's model and optimiser
+    settings, the pair declared as a comparison; studies on different data are refused."""
+    from bench.suite import load_suite
+    from bench.tuning_params import apply_params
+
+    space = tmp_path / "space.toml"
+    space.write_text('[lr]\ntype = "choice"\nvalues = [0.003, 0.02]\n[batch_size]\ntype = "choice"\nvalues = [32, 64]\n')
+    for model in ("din", "dien-augru+aux"):
+        args = ["--trials", "2", "--epochs", "1", "--space", str(space), "--pruner", "none", "--seed", "3"]
+        assert main(["tune", "--model", model, "--suite", TINY, "--device", "cpu", "--out", str(tmp_path / model), *args]) == 0
+    bests = [tmp_path / m / "best.json" for m in ("din", "dien-augru+aux")]
+    suite = apply_params(load_suite(TINY), bests)
+    rows = {r.name: r for r in suite.rows}
+    assert set(rows) == {"din/tuned", "dien-augru+aux/tuned"} and suite.comparisons == (("din/tuned", "dien-augru+aux/tuned"),)
+    for name, path in zip(rows, bests):
+        best = json.loads(path.read_text())
+        row = rows[name]
+        assert to_dict(row.model_config(suite.model)) == best["model_config"]
+        assert to_dict(row.train_config(suite.train)) == best["train_config"]
+    eval_dir = tmp_path / "eval"
+    assert main(["run", "--params-from", ",".join(map(str, bests)), "--seeds", "2", "--device", "cpu", "--out", str(eval_dir)]) == 0
+    runs = pd.read_csv(eval_dir / "runs.csv")
+    assert sorted(runs.loc[runs["model"].str.endswith("/tuned"), "model"].value_counts().items()) == [
+        ("dien-augru+aux/tuned", 2), ("din/tuned", 2)]  # fmt: skip
+    comparisons = pd.read_csv(eval_dir / "comparisons.csv")
+    assert comparisons[["a", "b"]].values.tolist() == [["din/tuned", "dien-augru+aux/tuned"]]
+    other = json.loads(bests[0].read_text())
+    other["data_config"]["maxlen"] += 1
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="different data"):
+        apply_params(load_suite(TINY), [tmp_path / "other.json", bests[1]])
 
 
 def test_pruning_stops_a_hopeless_configuration(tmp_path):

@@ -1,19 +1,23 @@
 // FusedRecurrence's forward loop and backward (dien_core/recurrent/fused.py) in C++.
 //
-// Same equations and contract as ``PythonLoops`` there. Each step is one matrix
-// product over the whole batch (at::mm_out, on ATen's threads) and one pass over
-// the rows (split between threads at large batches) doing everything else: gates,
-// candidate, state update, and only the saved tensors the backward reads (none when
-// no backward is coming). Everything is time-major ((T, B, .)): a step's rows are
-// one contiguous slice. (Batch-major inputs and outputs, to spare the layers' transposed
-// copies, were tried: the strided rows cost more in the loops than the copies.) The loops
-// over the H units are written for the compiler to vectorise (restrict pointers,
-// declared SIMD loops and reductions, a branch-free exp): float32 and bfloat16
-// compute in float, float64 (the gradient checks) in double with the library's exp.
+// Same equations and contract as ``PythonLoops`` there. The forward splits the rows between
+// the threads once: each thread runs every step for its rows, one matrix product
+// (at::mm_out, serial inside the parallel region) and one pass doing everything else: gates,
+// candidate, state update, and only the saved tensors the backward reads (none when no
+// backward is coming). A row's steps read only that row, so the threads meet once per call,
+// not twice per step. The backward's steps are one product over the whole batch (on ATen's
+// threads) and one pass over the rows (split between threads at large batches). Everything is
+// time-major ((T, B, .)): a step's rows are one contiguous slice. (Batch-major inputs and
+// outputs, to spare the layers' transposed copies, were tried: the strided rows cost more in
+// the loops than the copies.) The loops over the H units are written for the compiler to
+// vectorise (restrict pointers, declared SIMD loops and reductions, a branch-free exp, and
+// -fno-trapping-math in cpp.py's flags): float32 and bfloat16 compute in float, float64 (the
+// gradient checks) in double with the library's exp.
 #include <torch/extension.h>
 
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <vector>
 
@@ -21,8 +25,12 @@
 
 namespace dien_core {
 
-// Rows per task of a step's elementwise pass: batches up to this size stay on one thread
-// (waking a second one costs more than their pass).
+// Fewest rows a thread takes in the forward: each thread runs every step for its own rows
+// (its own product per step, on its own), so the threads meet once per call instead of twice
+// per step. Below this many rows a second thread costs more than it saves.
+constexpr int64_t kMinRowsPerThread = 16;
+// Rows per task of a backward step's elementwise pass: batches up to this size stay on one
+// thread (waking a second one costs more than their pass).
 constexpr int64_t kRowsPerTask = 256;
 
 template <typename scalar_t, bool HAS_Z>
@@ -31,8 +39,6 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const at::Tensor w_t = w_hh.t();
-  const at::Tensor h0 = at::zeros({B, H}, gi.options());
-  at::Tensor gh_step = at::empty({B, GH}, gi.options());  // W_hh h of one step (bias added below)
   // bias[j]: what is added to gi + gh for the r and z blocks (b_ih + b_hh), then b_hh's n block
   // (inside r * (.)) and b_ih's (outside it).
   const at::Tensor bi = b_ih.contiguous(), bh = b_hh.contiguous();
@@ -44,46 +50,54 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
   scalar_t* hs_p = hs.data_ptr<scalar_t>();
-  for (int64_t t = 0; t < T; ++t) {
-    const at::Tensor h_before = t == 0 ? h0 : hs[t - 1];
-    at::mm_out(gh_step, h_before, w_t);
-    const scalar_t* __restrict__ gh_rows = gh_step.data_ptr<scalar_t>();
-    const scalar_t* __restrict__ h_prev_rows = h_before.data_ptr<scalar_t>();
-    at::parallel_for(0, B, kRowsPerTask, [&](int64_t b_begin, int64_t b_end) {
+  // One chunk of rows per thread, each through all T steps (a row's steps depend only on the row).
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t grain = std::max<int64_t>(kMinRowsPerThread, (B + threads - 1) / threads);
+  const at::ThreadLocalState caller;  // grad and inference mode, for the products on the other threads
+  at::parallel_for(0, B, grain, [&](int64_t b_begin, int64_t b_end) {
+    const at::ThreadLocalStateGuard same_modes(caller);
+    const int64_t rows = b_end - b_begin;
+    const at::Tensor h0 = at::zeros({rows, H}, gi.options());
+    at::Tensor gh_step = at::empty({rows, GH}, gi.options());  // W_hh h of one step (bias added below)
     std::vector<acc_t> gate_buf(split);
     acc_t* __restrict__ gate = gate_buf.data();
-    for (int64_t b = b_begin; b < b_end; ++b) {
-      const int64_t row = t * B + b;
-      const scalar_t* __restrict__ x = gi_p + row * GH;
-      const scalar_t* __restrict__ gh = gh_rows + b * GH;
-      const scalar_t* __restrict__ h_prev = h_prev_rows + b * H;
+    for (int64_t t = 0; t < T; ++t) {
+      const at::Tensor h_before = t == 0 ? h0 : hs[t - 1].narrow(0, b_begin, rows);
+      at::mm_out(gh_step, h_before, w_t);  // on this thread: inside parallel_for, ATen runs serially
+      const scalar_t* __restrict__ gh_rows = gh_step.data_ptr<scalar_t>();
+      const scalar_t* __restrict__ h_prev_rows = h_before.data_ptr<scalar_t>();
+      for (int64_t b = b_begin; b < b_end; ++b) {
+        const int64_t row = t * B + b;
+        const scalar_t* __restrict__ x = gi_p + row * GH;
+        const scalar_t* __restrict__ gh = gh_rows + (b - b_begin) * GH;
+        const scalar_t* __restrict__ h_prev = h_prev_rows + (b - b_begin) * H;
 #pragma omp simd
-      for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + acc_t(gh[j]) + bias_p[j]);
-      const acc_t u0 = c0_p[row];
-      const acc_t u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
-      scalar_t* __restrict__ h_out = hs_p + row * H;
-      scalar_t* __restrict__ n_out = save ? n_all.data_ptr<scalar_t>() + row * H : nullptr;
-      scalar_t* __restrict__ ghn_out = save ? gh_n.data_ptr<scalar_t>() + row * H : nullptr;
+        for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + acc_t(gh[j]) + bias_p[j]);
+        const acc_t u0 = c0_p[row];
+        const acc_t u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
+        scalar_t* __restrict__ h_out = hs_p + row * H;
+        scalar_t* __restrict__ n_out = save ? n_all.data_ptr<scalar_t>() + row * H : nullptr;
+        scalar_t* __restrict__ ghn_out = save ? gh_n.data_ptr<scalar_t>() + row * H : nullptr;
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
-        const acc_t n = tanh_of(acc_t(x[split + j]) + bias_p[GH + j] + gate[j] * ghn);
-        const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
-        const acc_t hp = h_prev[j];
-        h_out[j] = scalar_t(hp + u * (n - hp));
+        for (int64_t j = 0; j < H; ++j) {
+          const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
+          const acc_t n = tanh_of(acc_t(x[split + j]) + bias_p[GH + j] + gate[j] * ghn);
+          const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
+          const acc_t hp = h_prev[j];
+          h_out[j] = scalar_t(hp + u * (n - hp));
+          if (save) {
+            n_out[j] = scalar_t(n);
+            ghn_out[j] = scalar_t(ghn);
+          }
+        }
         if (save) {
-          n_out[j] = scalar_t(n);
-          ghn_out[j] = scalar_t(ghn);
+          scalar_t* __restrict__ gate_out = gates.data_ptr<scalar_t>() + row * split;
+#pragma omp simd
+          for (int64_t j = 0; j < split; ++j) gate_out[j] = scalar_t(gate[j]);
         }
       }
-      if (save) {
-        scalar_t* __restrict__ gate_out = gates.data_ptr<scalar_t>() + row * split;
-#pragma omp simd
-        for (int64_t j = 0; j < split; ++j) gate_out[j] = scalar_t(gate[j]);
-      }
     }
-    });
-  }
+  });
 }
 
 // forward: gi (T, B, G*H) without b_ih, c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_ih, b_hh (G*H), save
