@@ -28,6 +28,7 @@ def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
     assert set(COLUMNS) <= set(t.columns)
     assert len(t) == 2 * 2 * 2 * 2  # models x lengths x modes x (full, mixed)
     assert (t[["median_ms", "samples_per_s", "peak_mem_mb"]] > 0).all().all() and (t["iqr_ms"] >= 0).all()
+    assert t["samples_per_s"].to_numpy() == pytest.approx(t["batch"] * 1e3 / t["median_ms"], rel=1e-9)  # throughput is the median's
     assert set(t["mode"]) == {"forward", "train"} and set(t["lengths"]) == {"full", "mixed"} and (t["threads"] == 1).all()
     meta = json.loads((folder / "metadata.json").read_text())
     assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch"] == torch.__version__ and meta["matmul_gflops"] > 0

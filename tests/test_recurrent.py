@@ -227,11 +227,14 @@ def test_cpp_backend_refuses_without_its_loops(monkeypatch):
     with pytest.raises(ValueError, match="backend 'cpp'"):
         AUGRU(3, 4, backend="cpp")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
     torch.manual_seed(7)
-    auto, python = AUGRU(3, 4), AUGRU(3, 4, backend="fused")
+    auto, python, reference = AUGRU(3, 4), AUGRU(3, 4, backend="fused"), AUGRU(3, 4, backend="reference")
     python.load_state_dict(auto.state_dict())
+    reference.load_state_dict(auto.state_dict())
     x, att, lengths = torch.randn(2, 3, 3), torch.rand(2, 3), torch.tensor([3, 1])
-    out, _ = auto(x, att, lengths)  # auto falls back to the Python loops
+    out, _ = auto(x, att, lengths)  # auto falls back to the Python loops: the same code, the same bits
     assert out.shape == (2, 3, 4) and torch.equal(out, python(x, att, lengths)[0])
+    want, _ = reference(x, att, lengths)  # and the value the per-step reference gives
+    assert torch.allclose(out, want, atol=1e-6) and out.abs().max() > 0.05
 
 
 @pytest.mark.parametrize("kind", ["GRU", "AIGRU"])
