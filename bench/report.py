@@ -99,12 +99,17 @@ def sweep_markdown(sweep: pd.DataFrame) -> str:
                  _interval(r.boot_lo, r.boot_hi)] for r in g.itertuples()]  # fmt: skip
         headers = [setting, "row", "seeds", "val_auc", "test_auc", "test_auc 95% CI (t)", "bootstrap 95% CI"]
         title = f"\n## {dataset}: {model} by {setting} (`sweep-{setting}.png`)\n\n"
-        parts.append(title + tabulate(body, headers=headers, tablefmt="github") + "\n")
+        parts.append(title + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
     return "".join(parts)
 
 
 def _f(x: float, digits: int = 4) -> str:
     return "" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    """A p-value as written: three decimals, "< 0.001" below that (never a bare 0)."""
+    return "" if p is None or not np.isfinite(p) else ("< 0.001" if p < 0.0005 else f"{p:.3f}")
 
 
 def _interval(lo: float, hi: float) -> str:
@@ -130,17 +135,17 @@ def markdown(table: pd.DataFrame, comparisons: pd.DataFrame, baseline: str) -> s
             "n/a" if not np.isfinite(r.rela_impr) else f"{r.rela_impr:+.2f}%",
             "best" if r.best_on_valid else "", "" if not np.isfinite(r.samples_per_second) else f"{r.samples_per_second:,.0f}", r.flags,
         ] for r in t.itertuples()]  # fmt: skip
-        parts.append(f"\n## {dataset}\n\n" + tabulate(body, headers=headers, tablefmt="github") + "\n")
+        parts.append(f"\n## {dataset}\n\n" + tabulate(body, headers=headers, tablefmt="github", disable_numparse=True) + "\n")
         c = comparisons[comparisons["dataset"] == dataset] if len(comparisons) else comparisons
         if len(c):
             parts.append(
                 "\nDeclared comparisons of test AUC, paired over seeds (t-test), Holm-corrected over this table. `detectable`: "
                 "the smallest difference these seeds detect with 80% power at p < 0.05, from the spread of the paired differences.\n\n"
             )
-            body = [[r.a, r.b, r.seeds, f"{r.diff:+.4f}", _interval(r.diff_lo, r.diff_hi), _f(r.p, 3), _f(r.p_holm, 3),
+            body = [[r.a, r.b, r.seeds, f"{r.diff:+.4f}", _interval(r.diff_lo, r.diff_hi), _p(r.p), _p(r.p_holm),
                      _f(r.detectable), r.verdict] for r in c.itertuples()]  # fmt: skip
             headers_c = ["a", "b", "seeds", "a - b", "95% CI", "p", "p (Holm)", "detectable", "verdict"]
-            parts.append(tabulate(body, headers=headers_c, tablefmt="github") + "\n")
+            parts.append(tabulate(body, headers=headers_c, tablefmt="github", disable_numparse=True) + "\n")
     return "".join(parts)
 
 

@@ -305,3 +305,21 @@ def test_alpha_sweep_is_found_and_reported(tmp_path):
     for value, name in zip(table["value"], table["row"]):
         assert table.loc[table["value"] == value, "test_auc"].iloc[0] == pytest.approx(runs.loc[runs["model"] == name, "test_auc"].mean())
     assert (out / "sweep-alpha.png").stat().st_size > 0 and "by alpha" in (out / "auc.md").read_text()
+
+
+def test_markdown_keeps_written_digits_and_never_prints_p_as_zero():
+    """tabulate would parse "0.7800" back into 0.78 and "0.000" into 0; the tables keep what was written."""
+    from bench.report import markdown
+
+    nan = float("nan")
+    table = pd.DataFrame([{
+        "dataset": "d", "model": "a", "seeds": 5, "val_auc_mean": 0.78, "test_auc_mean": 0.7807, "test_auc_lo": 0.7665,
+        "test_auc_hi": 0.7948, "boot_lo": nan, "boot_hi": nan, "test_gauc_mean": nan, "test_logloss_mean": nan, "rela_impr": nan,
+        "best_on_valid": True, "samples_per_second": nan, "flags": "",
+    }])  # fmt: skip
+    comparisons = pd.DataFrame([
+        {"dataset": "d", "a": "a", "b": "b", "seeds": 5, "diff": 0.0665, "diff_lo": 0.05, "diff_hi": 0.08, "p": 4e-4, "p_holm": 0.0123,
+         "detectable": 0.023, "verdict": "a better"},
+    ])  # fmt: skip
+    md = markdown(table, comparisons, "sum-pooling")
+    assert "| 0.7800 " in md and "| +0.0665 " in md and "| < 0.001 " in md and "| 0.012 " in md
