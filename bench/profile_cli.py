@@ -19,18 +19,26 @@ PROFILE_EXAMPLES = """examples:
 
 
 def add_profile_parser(sub) -> None:
+    from .profile import DEFAULT_BATCHES, ProfileConfig
+
+    default = ProfileConfig()  # the flags' defaults are the config's, written once
+
+    def listed(values: tuple) -> str:
+        return ",".join(map(str, values))
+
     p = sub.add_parser("profile", help="time forward and training steps across sequence lengths", epilog=PROFILE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--devices", help="comma list of cpu, cuda (default: the devices present)")
     p.add_argument("--models", help="comma list of model names (default: all)")
-    p.add_argument("--seq-lens", default="10,20,50,100,200", help="comma list (default: 10,20,50,100,200)")
-    p.add_argument("--batch-sizes", help="comma list (default: 128,1024 on CPU; 1024,4096 on CUDA)")
-    p.add_argument("--modes", default="forward,train", help="forward, train or both (default: both)")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or both (autocast)")
-    p.add_argument("--lengths", default="full,mixed", help="full (every row at T), mixed (uniform 1..T), or both")
+    p.add_argument("--seq-lens", help=f"comma list (default: {listed(default.seq_lens)})")
+    per_device = "; ".join(f"{listed(b)} on {d.upper()}" for d, b in DEFAULT_BATCHES.items())
+    p.add_argument("--batch-sizes", help=f"comma list (default: {per_device})")
+    p.add_argument("--modes", help=f"forward, train or both (default: {listed(default.modes)})")
+    p.add_argument("--dtype", help=f"float32, bfloat16 or both, under autocast (default: {listed(default.dtypes)})")
+    p.add_argument("--lengths", help=f"full (every row at T), mixed (uniform 1..T), or both (default: {listed(default.lengths)})")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's default)")
-    p.add_argument("--min-run-time", type=float, default=0.5, help="seconds of timing per model and round (default 0.5)")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the models (default 2)")
+    p.add_argument("--min-run-time", type=float, help=f"seconds of timing per model and round (default {default.min_run_time})")
+    p.add_argument("--rounds", type=int, help=f"interleaved rounds over the models (default {default.rounds})")
     p.add_argument("--peers", action="store_true", help="add DeepCTR-Torch's DIEN (AUGRU, negative sampling) and DIN")
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.add_argument("--out", help="output root (default: runs/profile; reference timings change only with --out results/profile)"
@@ -53,16 +61,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     def names(text: str | None) -> tuple[str, ...] | None:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
 
-    kwargs = {
-        "seq_lens": ints(args.seq_lens, "--seq-lens"), "modes": names(args.modes), "dtypes": names(args.dtype),
-        "lengths": names(args.lengths), "threads": args.threads, "min_run_time": args.min_run_time, "rounds": args.rounds,
-        "peers": args.peers,
+    given = {
+        "models": names(args.models), "seq_lens": args.seq_lens and ints(args.seq_lens, "--seq-lens"),
+        "batch_sizes": args.batch_sizes and ints(args.batch_sizes, "--batch-sizes"), "modes": names(args.modes),
+        "dtypes": names(args.dtype), "lengths": names(args.lengths), "threads": args.threads, "min_run_time": args.min_run_time,
+        "rounds": args.rounds, "peers": args.peers,
     }  # fmt: skip
-    if args.models:
-        kwargs["models"] = names(args.models)
-    if args.batch_sizes:
-        kwargs["batch_sizes"] = ints(args.batch_sizes, "--batch-sizes")
-    config = ProfileConfig(**kwargs)
+    config = ProfileConfig(**{k: v for k, v in given.items() if v is not None})  # flags left out keep the config's defaults
     devices = names(args.devices) or (("cpu", "cuda") if torch.cuda.is_available() else ("cpu",))
     for d in devices:
         if d not in ("cpu", "cuda"):
