@@ -73,6 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.models:
         names = csv_list(args.models)
         by_name = {r.name: r for r in suite.rows}
+        if args.params_from:  # only the studies' rows; a bare model name means its tuned row
+            tuned = {r.model: [x for x in suite.rows if x.model == r.model] for r in suite.rows}
+            by_name.update({m: rows[0] for m, rows in tuned.items() if len(rows) == 1})
+            if unknown := [n for n in names if n not in by_name]:
+                raise ValueError(f"--models {', '.join(unknown)}: not among the tuned rows ({', '.join(r.name for r in suite.rows)})")
         rows = tuple(by_name.get(n) or Row(n) for n in names)
         kept = {r.name for r in rows} | set(HEURISTICS)
         suite = replace(suite, models=(), variants=rows, comparisons=tuple(c for c in suite.comparisons if set(c) <= kept))

@@ -13,7 +13,6 @@ from dien_core import ModelConfig
 
 from .config_io import from_dict, to_dict
 from .data import DataConfig
-from .models import config_for
 from .suite import ROW_TRAIN_FIELDS, Row, SuiteConfig
 from .train import TrainConfig
 
@@ -27,6 +26,12 @@ class Tuned:
     data: DataConfig
     model_config: ModelConfig
     train_config: TrainConfig
+    written_model_config: dict  # as best.json holds it (a study made before a field existed lacks it)
+
+
+# the optimiser's settings a tuning space may tune; every other training setting must agree
+# between the studies of one table (``epochs`` too, so that ``--epochs`` reaches every row)
+TUNED_TRAIN_FIELDS = tuple(name for name in ROW_TRAIN_FIELDS if name != "epochs")
 
 
 def read_best(path: Path) -> Tuned:
@@ -40,6 +45,7 @@ def read_best(path: Path) -> Tuned:
             data=from_dict(DataConfig, best["data_config"], "data_config"),
             model_config=from_dict(ModelConfig, best["model_config"], "model_config"),
             train_config=from_dict(TrainConfig, best["train_config"], "train_config"),
+            written_model_config=dict(best["model_config"]),
         )
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a best.json written by `python -m bench tune` ({err})") from err
@@ -50,16 +56,17 @@ def tuned_row(tuned: Tuned, base_model: ModelConfig, base_train: TrainConfig, la
     overrides = [(f.name, getattr(tuned.model_config, f.name)) for f in dataclasses.fields(ModelConfig)
                  if getattr(tuned.model_config, f.name) != getattr(base_model, f.name)]  # fmt: skip
     untunable = [f.name for f in dataclasses.fields(TrainConfig)
-                 if f.name not in ROW_TRAIN_FIELDS and getattr(tuned.train_config, f.name) != getattr(base_train, f.name)]  # fmt: skip
+                 if f.name not in TUNED_TRAIN_FIELDS and getattr(tuned.train_config, f.name) != getattr(base_train, f.name)]  # fmt: skip
     if untunable:
-        raise ValueError(f"study {tuned.study}: training settings {', '.join(untunable)} differ between the studies; "
+        raise ValueError(f"study {tuned.study}: training settings {', '.join(untunable)} differ from the first study's; "
                          "evaluate them apart (one --params-from each)")  # fmt: skip
-    overrides += [(name, getattr(tuned.train_config, name)) for name in ROW_TRAIN_FIELDS
+    overrides += [(name, getattr(tuned.train_config, name)) for name in TUNED_TRAIN_FIELDS
                   if getattr(tuned.train_config, name) != getattr(base_train, name)]  # fmt: skip
     row = Row(tuned.model, tuple(overrides), label)
-    built = row.model_config(base_model)
-    if built != config_for(tuned.model, tuned.model_config):
-        raise ValueError(f"study {tuned.study}: its model configuration does not rebuild from {tuned.model}'s defaults")
+    built = to_dict(row.model_config(base_model))
+    if changed := sorted(k for k, v in tuned.written_model_config.items() if built.get(k) != v):
+        raise ValueError(f"study {tuned.study}: {tuned.model} no longer builds the configuration it was tuned with "
+                         f"({', '.join(changed)} differ); retune it")  # fmt: skip
     return row
 
 
@@ -67,13 +74,11 @@ def data_key(data: DataConfig) -> dict:
     return {**to_dict(data), "data_dir": None}  # where the files lie does not change the data
 
 
-def data_key(data: DataConfig) -> dict:
-    return {**to_dict(data), "data_dir": None}  # where the files lie does not change the data
-
-
 def apply_params(suite: SuiteConfig, paths: Sequence[Path]) -> SuiteConfig:
-    """The suite narrowed to one tuned row per study (``<model>/tuned``), on the studies' data,
-    with every pair of them declared as a comparison. Studies tuned on different data, or with
+    """The suite narrowed to one tuned row per study (``<model>/tuned``, or ``<model>/tuned-<study>``
+    where two studies tuned one model), on the studies' data, with every pair of them declared
+    as a comparison in the order given. The first study's settings are the folder's base: give
+    the files in the same order to continue a folder. Studies tuned on different data, or with
     different untuned training settings, are refused: their rows could not share a table."""
     if not paths:
         raise ValueError("--params-from needs at least one best.json")
@@ -84,8 +89,9 @@ def apply_params(suite: SuiteConfig, paths: Sequence[Path]) -> SuiteConfig:
             raise ValueError(f"studies {first.study} and {other.study} were tuned on different data; evaluate them apart")
     models = [s.model for s in studies]
     labels = [f"{s.model}/tuned" if models.count(s.model) == 1 else f"{s.model}/tuned-{s.study}" for s in studies]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"two --params-from files are the same study ({', '.join(labels)})")
+    if repeated := sorted({label for label in labels if labels.count(label) > 1}):
+        raise ValueError(f"--params-from: two studies of one model share a study name ({', '.join(repeated)}); "
+                         "tune them with distinct --study names")  # fmt: skip
     base_model, base_train = first.model_config, first.train_config
     rows = tuple(tuned_row(s, base_model, base_train, label) for s, label in zip(studies, labels))
     return replace(

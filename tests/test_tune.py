@@ -47,21 +47,24 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
     assert set(runs["model"]) == {"dien-augru+aux/tuned", "popularity", "recent-category"}  # beside the non-learned rows
 
 
-def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path):
+def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path, capsys):
     """Two studies on the same data, each row trained with its own study's model and optimiser
-    settings, the pair declared as a comparison; studies on different data are refused."""
+    settings, the pair declared as a comparison; a bare model name in --models means its tuned
+    row; studies on other data or with other untuned settings, and two studies of one model
+    under one study name, are refused."""
     from bench.suite import load_suite
     from bench.tuning_params import apply_params
 
     space = tmp_path / "space.toml"
-    space.write_text('[lr]\ntype = "choice"\nvalues = [0.003, 0.02]\n[batch_size]\ntype = "choice"\nvalues = [32, 64]\n')
-    for model in ("din", "dien-augru+aux"):
-        args = ["--trials", "2", "--epochs", "1", "--space", str(space), "--pruner", "none", "--seed", "3"]
+    space.write_text('[batch_size]\ntype = "choice"\nvalues = [32, 64]\n')
+    for model, lr in (("din", "0.003"), ("dien-augru+aux", "0.02")):  # pinned apart: the rows must differ in lr
+        args = ["--trials", "2", "--epochs", "1", "--space", str(space), "--pruner", "none", "--fix", f"lr={lr}"]
         assert main(["tune", "--model", model, "--suite", TINY, "--device", "cpu", "--out", str(tmp_path / model), *args]) == 0
     bests = [tmp_path / m / "best.json" for m in ("din", "dien-augru+aux")]
     suite = apply_params(load_suite(TINY), bests)
     rows = {r.name: r for r in suite.rows}
     assert set(rows) == {"din/tuned", "dien-augru+aux/tuned"} and suite.comparisons == (("din/tuned", "dien-augru+aux/tuned"),)
+    assert ("lr", 0.02) in rows["dien-augru+aux/tuned"].overrides  # the second study's optimiser setting, as a row override
     for name, path in zip(rows, bests):
         best = json.loads(path.read_text())
         row = rows[name]
@@ -74,11 +77,30 @@ def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path):
         ("dien-augru+aux/tuned", 2), ("din/tuned", 2)]  # fmt: skip
     comparisons = pd.read_csv(eval_dir / "comparisons.csv")
     assert comparisons[["a", "b"]].values.tolist() == [["din/tuned", "dien-augru+aux/tuned"]]
-    other = json.loads(bests[0].read_text())
-    other["data_config"]["maxlen"] += 1
-    (tmp_path / "other.json").write_text(json.dumps(other))
+    capsys.readouterr()
+    assert main(["run", "--params-from", ",".join(map(str, bests)), "--models", "dien-augru+aux", "--dry-run"]) == 0
+    listed = capsys.readouterr()
+    assert "dien-augru+aux/tuned" in listed.out + listed.err and "din/tuned" not in listed.out + listed.err
+    assert main(["run", "--params-from", str(bests[0]), "--models", "gru-att", "--dry-run"]) == 2
+    assert "not among the tuned rows" in capsys.readouterr().err
+
+    def altered(name: str, change) -> Path:
+        best = json.loads(bests[0].read_text())
+        change(best)
+        (tmp_path / name).write_text(json.dumps(best))
+        return tmp_path / name
+
+    other_data = altered("other_data.json", lambda b: b["data_config"].update(maxlen=b["data_config"]["maxlen"] + 1))
     with pytest.raises(ValueError, match="different data"):
-        apply_params(load_suite(TINY), [tmp_path / "other.json", bests[1]])
+        apply_params(load_suite(TINY), [other_data, bests[1]])
+    other_patience = altered("other_patience.json", lambda b: b["train_config"].update(patience=7))
+    with pytest.raises(ValueError, match="patience differ"):
+        apply_params(load_suite(TINY), [bests[1], other_patience])
+    with pytest.raises(ValueError, match="distinct --study names"):
+        apply_params(load_suite(TINY), [bests[0], altered("same_study.json", lambda b: None)])
+    moved = altered("moved.json", lambda b: b["model_config"].update(use_aux_loss=True))  # din never builds with it
+    with pytest.raises(ValueError, match="no longer builds"):
+        apply_params(load_suite(TINY), [moved])
 
 
 def test_pruning_stops_a_hopeless_configuration(tmp_path):

@@ -19,6 +19,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels.h"
@@ -51,8 +52,8 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
   scalar_t* hs_p = hs.data_ptr<scalar_t>();
   // One chunk of rows per thread, each through all T steps (a row's steps depend only on the row).
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t grain = std::max<int64_t>(kMinRowsPerThread, (B + threads - 1) / threads);
+  const int64_t chunks = std::clamp<int64_t>(B / kMinRowsPerThread, 1, std::max<int64_t>(1, at::get_num_threads()));
+  const int64_t grain = std::max<int64_t>(1, (B + chunks - 1) / chunks);  // parallel_for makes ceil(B / grain) = chunks
   const at::ThreadLocalState caller;  // grad and inference mode, for the products on the other threads
   at::parallel_for(0, B, grain, [&](int64_t b_begin, int64_t b_end) {
     const at::ThreadLocalStateGuard same_modes(caller);
