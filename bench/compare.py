@@ -88,7 +88,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table, status = compare_folders(Path(args.run), Path(args.ref), args.tol)
     shown = table.assign(**{c: table[c].map(lambda x: f"{x:.4f}") for c in ("run", "ref", "tol")})
     shown["diff"] = table["diff"].map(lambda x: f"{x:+.4f}")
-    print(tabulate(shown.to_numpy().tolist(), headers=list(shown.columns), tablefmt="github"))
+    print(tabulate(shown.to_numpy().tolist(), headers=list(shown.columns), tablefmt="github", disable_numparse=True))  # as formatted
     differs = int((table["status"] != "ok").sum())
     print(f"{len(table) - differs} of {len(table)} models within tolerance" + (f"; {differs} differ" if differs else ""), file=sys.stderr)
     return status

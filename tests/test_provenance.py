@@ -49,7 +49,8 @@ def test_compare_exit_codes(tmp_path, capsys):
     runs.loc[pooled, "test_auc"] += shift
     runs.to_csv(run / "runs.csv", index=False)
     assert main(["compare", str(run), str(ref)]) == 1
-    assert "DIFFERS" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "DIFFERS" in printed and f"+{shift:.4f}" in printed  # the difference as formatted, its sign kept
     assert main(["compare", str(run), str(ref), "--tol", f"{shift + 0.01}"]) == 0
     assert main(["compare", str(tmp_path / "missing"), str(ref)]) == 2
     assert "no such folder" in capsys.readouterr().err
