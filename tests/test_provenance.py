@@ -148,14 +148,16 @@ def test_run_help_examples_run(tmp_path, monkeypatch, capsys):
     (home / "data" / "movielens").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(tmp_path)
-    tuned = tmp_path / "results" / "tuning" / "dien-augru+aux"
-    tuned.mkdir(parents=True)
     suite = load_suite("quick")
     from bench.config_io import to_dict
+    from bench.models import config_for
 
-    best = {"study": "dien-augru+aux", "model": "dien-augru+aux", "data_config": to_dict(suite.data[0]),
-            "model_config": to_dict(suite.model), "train_config": to_dict(suite.train)}  # fmt: skip
-    (tuned / "best.json").write_text(json.dumps(best))
+    for root, model in (("results", "dien-augru+aux"), ("runs", "dien-augru+aux"), ("runs", "din")):
+        tuned = tmp_path / root / "tuning" / model
+        tuned.mkdir(parents=True, exist_ok=True)
+        best = {"study": model, "model": model, "data_config": to_dict(suite.data[0]),
+                "model_config": to_dict(config_for(model, suite.model)), "train_config": to_dict(suite.train)}  # fmt: skip
+        (tuned / "best.json").write_text(json.dumps(best))
     examples = help_examples(cli.RUN_EXAMPLES)
     assert len(examples) >= 6
     for argv in examples:
