@@ -290,7 +290,7 @@ def test_alpha_sweep_is_found_and_reported(tmp_path):
 
     suite = load_suite("alpha-order")
     sweep = suite.sweeps()[("dien-augru+aux", "alpha")]
-    assert [v for v, _ in sweep] == [0.0, 0.1, 0.3, 1.0, 3.0] and dict(sweep)[1.0] == "dien-augru+aux"
+    assert [v for v, _ in sweep] == [0.0, 0.1, 0.3, 1.0, 3.0, 10.0] and dict(sweep)[1.0] == "dien-augru+aux"
     assert not load_suite("ablation-movielens").sweeps()  # categorical variants are no sweep
     tiny = Path(__file__).with_name("tiny_suite.toml").read_text()
     tiny = tiny.replace('seeds = [0, 1]', 'seeds = [0, 1]\n[[variants]]\nmodel = "dien-augru+aux"\nalpha = 0.0\n'
