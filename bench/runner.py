@@ -110,6 +110,7 @@ def run_suite(
             + (f" ({values['epochs']} epochs, stopped by {values['stopped']}, {values['train_seconds']:.0f} s)"
                if cell.curve is not None else " (non-learned)"))  # fmt: skip
     runs = results_io.read_csv(runs_path)
+    predictions.describe(out, runs)
     wanted = {(d.dataset, cell_name(r), s) for d, r, s in cells}
     runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
     curves = results_io.read_csv(curves_path)

@@ -13,7 +13,7 @@ from dien_core import ModelConfig
 
 from .config_io import from_dict, to_dict
 from .data import DataConfig
-from .suite import ROW_TRAIN_FIELDS, Row, SuiteConfig
+from .suite import ROW_TRAIN_FIELDS, Row, SuiteConfig, config_hash
 from .train import TrainConfig
 
 
@@ -70,10 +70,6 @@ def tuned_row(tuned: Tuned, base_model: ModelConfig, base_train: TrainConfig, la
     return row
 
 
-def data_key(data: DataConfig) -> dict:
-    return {**to_dict(data), "data_dir": None}  # where the files lie does not change the data
-
-
 def apply_params(suite: SuiteConfig, paths: Sequence[Path]) -> SuiteConfig:
     """The suite narrowed to one tuned row per study (``<model>/tuned``, or ``<model>/tuned-<study>``
     where two studies tuned one model), on the studies' data, with every pair of them declared
@@ -85,7 +81,7 @@ def apply_params(suite: SuiteConfig, paths: Sequence[Path]) -> SuiteConfig:
     studies = [read_best(Path(p)) for p in paths]
     first = studies[0]
     for other in studies[1:]:
-        if data_key(other.data) != data_key(first.data):
+        if config_hash({"data": to_dict(other.data)}) != config_hash({"data": to_dict(first.data)}):  # data_dir aside
             raise ValueError(f"studies {first.study} and {other.study} were tuned on different data; evaluate them apart")
     models = [s.model for s in studies]
     labels = [f"{s.model}/tuned" if models.count(s.model) == 1 else f"{s.model}/tuned-{s.study}" for s in studies]

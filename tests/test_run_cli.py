@@ -50,6 +50,10 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
         assert (out / "predictions" / "synthetic" / row.model.replace("/", "~") / f"seed-{row.seed}.npz").is_file()
         saved = predictions.load(out, "synthetic", row.model, row.seed)
         assert row.test_auc == pytest.approx(roc_auc_score(saved.label, saved.score), abs=1e-9)
+        made = json.loads((out / "predictions" / "synthetic" / row.model.replace("/", "~") / "metadata.json").read_text())
+        cell = next(c for c in made["cells"] if c["seed"] == row.seed)  # which code and config wrote this file
+        assert (cell["commit"], cell["config_hash"], cell["device"]) == (row.commit, row.config_hash, row.device)
+        assert sorted(c["seed"] for c in made["cells"]) == [0, 1]
     meta = json.loads((out / "metadata.json").read_text())
     for key in ("git_commit", "python", "torch", "optuna", "device_name", "threads", "seeds", "config"):
         assert key in meta

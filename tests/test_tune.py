@@ -93,6 +93,8 @@ def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path, cap
     other_data = altered("other_data.json", lambda b: b["data_config"].update(maxlen=b["data_config"]["maxlen"] + 1))
     with pytest.raises(ValueError, match="different data"):
         apply_params(load_suite(TINY), [other_data, bests[1]])
+    moved_files = altered("moved_files.json", lambda b: b["data_config"].update(data_dir="/elsewhere"))
+    assert len(apply_params(load_suite(TINY), [moved_files, bests[1]]).rows) == 2  # where the files lie is not the data
     other_patience = altered("other_patience.json", lambda b: b["train_config"].update(patience=7))
     with pytest.raises(ValueError, match="patience differ"):
         apply_params(load_suite(TINY), [bests[1], other_patience])
