@@ -6,23 +6,30 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, TransformerEncoder, VocabSizes, distance_positions
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class BST(nn.Module):
-    """Args: ``config`` (``transformer_heads``, ``transformer_layers``, ``max_seq_len``), ``vocab``.
+    """Args: ``config`` (``transformer_heads``, ``transformer_layers``, ``max_seq_len``), ``vocab``, ``plan`` (as DIN's).
     Takes a ``Batch`` with history ``(B, T)``, T <= ``max_seq_len``; returns ``Output(logits (B,),
     aux_loss = 0)``. Tokens ``[e_t; hist]`` ``(B, 1 + T, E)`` through the encoder, positioned by
     distance from the target (target 0, the latest behaviour 1, ...: padding shifts nothing), padded
     steps masked as keys. MLP input ``[u, e_t, s, e_t * s, target's output, masked mean of the
     history's outputs]`` (DIN's and DIEN's base features, then the encoder's): ``(B, D + 5E)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding",)
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
         self.max_seq_len = config.max_seq_len
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         self.encoder = TransformerEncoder(E, config.transformer_heads, config.transformer_layers, config.max_seq_len, config.dropout)
         self.head = Head(config.embedding_dim + 5 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
@@ -40,7 +47,7 @@ class BST(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups, the history's positioned tokens
         ``(R, T, E)`` and their first-layer projection to queries, keys and values ``(R, T, 3E)``. Every
         history token attends to the target, so from there on all of it is the candidate's.
@@ -54,7 +61,7 @@ class BST(nn.Module):
         return history.with_extra(tokens=tokens, qkv=self.encoder.layers[0].qkv(tokens), target_position=positions[:, 0])
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the target token, the
         encoder over ``[target; history]`` from the first layer's attention on, pooling and the head."""
         (N,) = item.shape

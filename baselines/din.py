@@ -6,18 +6,26 @@ import torch
 from torch import nn
 
 from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class DIN(nn.Module):
-    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    """Args: ``config``, ``vocab``, ``plan`` (``dien_core/kernels/plan.py``; default: ``config.backend``
+    for float32 CPU tensors). Takes a ``Batch`` with history ``(B, T)``; returns
     ``Output(logits (B,), aux_loss = 0)``. MLP input ``[u, e_t, s, e_t * s, pooled]``: ``(B, D + 4E)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding",)
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         self.attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
         self.head = Head(config.embedding_dim + 4 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
@@ -30,7 +38,7 @@ class DIN(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups and the attention's key half
         ``(R, T, H1)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
@@ -38,7 +46,7 @@ class DIN(nn.Module):
         return history.with_extra(key_part=parts.attention_keys(self.attention, history.hist))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention, pooling, the head."""
         (N,) = item.shape
         target = parts.embed_candidates(self.embedding, item, cate)

@@ -6,22 +6,30 @@ import torch
 from torch import nn
 
 from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.recurrent import make_layer
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class GRUAttention(nn.Module):
-    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    """Args: ``config``, ``vocab``, ``plan`` (``dien_core/kernels/plan.py``; default: ``config.backend``
+    for float32 CPU tensors). Takes a ``Batch`` with history ``(B, T)``; returns
     ``Output(logits (B,), aux_loss = 0)``. A GRU over the behaviours gives ``states (B, T, E)`` and
     the last state ``h (B, E)``; DIN's attention of the target over the states pools them. MLP input
     ``[u, e_t, s, e_t * s, pooled, h]`` (DIN's and DIEN's base features, then the sequence's): ``(B, D + 5E)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding", "GRU")
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
-        self.gru = make_layer("GRU", E, E, backend=config.backend)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
+        self.gru = make_layer("GRU", E, E, implementation=plan["GRU"])
         self.attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
         self.head = Head(config.embedding_dim + 5 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
@@ -34,18 +42,18 @@ class GRUAttention(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups, the GRU's states and last state
         (no candidate in them) and the attention's key half over the states. ``user (R,)``,
         ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``states (R, T, E)``,
         ``last (R, E)`` and ``key_part (R, T, H1)``."""
         R, T = hist_item.shape
         history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
-        states, last = parts.history_recurrence(self.gru, history.hist, lengths, history.mask, plan)
+        states, last = parts.history_recurrence(self.gru, history.hist, lengths, history.mask, loops)
         return history.with_extra(states=states, last=last, key_part=parts.attention_keys(self.attention, states))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention over the states,
         pooling, the head."""
         (N,) = item.shape

@@ -6,21 +6,29 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, InnerProduct, ModelConfig, Output, VocabSizes
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class PNN(nn.Module):
-    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    """Args: ``config``, ``vocab``, ``plan`` (``dien_core/kernels/plan.py``; default: ``config.backend``
+    for float32 CPU tensors). Takes a ``Batch`` with history ``(B, T)``; returns
     ``Output(logits (B,), aux_loss = 0)``. Five fields of width D: the user, the target's item
     and category (``e_t`` split in two), and the history's mean item and mean category (the
     masked mean of ``(B, T, 2D)``, split in two; the mean keeps the products on one scale whatever
     the length). MLP input ``[fields, their 10 inner products]``: ``(B, 5D + 10)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding",)
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         D = config.embedding_dim
-        self.embedding = FeatureEmbedding(vocab, D, config.backend)
+        self.embedding = FeatureEmbedding(vocab, D, plan["embedding"])
         self.product = InnerProduct(5)
         self.head = Head(5 * D + self.product.pairs, config.mlp_hidden, config.mlp_activation, config.dropout)
 
@@ -33,7 +41,7 @@ class PNN(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups and the history's mean
         ``(R, 2D)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
@@ -41,7 +49,7 @@ class PNN(nn.Module):
         return history.with_extra(hist_mean=history.hist_sum / lengths.clamp_min(1).unsqueeze(1).to(history.hist_sum.dtype))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the products with the
         target's fields and the head (the user's and the history's share of its first layer per request)."""
         (N,) = item.shape

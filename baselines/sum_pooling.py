@@ -6,18 +6,26 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class SumPooling(nn.Module):
-    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    """Args: ``config``, ``vocab``, ``plan`` (``dien_core/kernels/plan.py``; default: ``config.backend``
+    for float32 CPU tensors). Takes a ``Batch`` with history ``(B, T)``; returns
     ``Output(logits (B,), aux_loss = 0)``. MLP input ``[u, e_t, s]``: ``(B, D + 2E)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding",)
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         self.head = Head(config.embedding_dim + 2 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
     def forward(self, batch: Batch) -> Output:
@@ -27,14 +35,14 @@ class SumPooling(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups and the history's sum.
         ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
         return parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``; the user's and the history's
         share of the head's first layer is the request's."""
         (N,) = item.shape

@@ -6,22 +6,30 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, step_mask
+from dien_core.kernels.plan import Plan, plan_for
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
 
 class WideDeep(nn.Module):
-    """Args: ``config``, ``vocab``. Takes a ``Batch`` with history ``(B, T)``; returns
+    """Args: ``config``, ``vocab``, ``plan`` (``dien_core/kernels/plan.py``; default: ``config.backend``
+    for float32 CPU tensors). Takes a ``Batch`` with history ``(B, T)``; returns
     ``Output(logits (B,), aux_loss = 0)``, the sum of the two parts' logits (trained jointly).
     Wide: one learned scalar per id of the user, the target item, the target category, the bag of
     history items and the bag of history categories (separate tables), and per cross-product
     (target category, history category), summed over the valid steps; ids at padded steps read
     as 0, whose weight is 0 and never trained. Deep: MLP over ``[u, e_t, s]``: ``(B, D + 2E)``."""
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding",)
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         self.head = Head(config.embedding_dim + 2 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
         sizes = {"user": vocab.users, "item": vocab.items, "cate": vocab.cates, "hist_item": vocab.items, "hist_cate": vocab.cates}
         self.wide = nn.ModuleDict({name: nn.Embedding(rows, 1, padding_idx=0) for name, rows in sizes.items()})
@@ -46,7 +54,7 @@ class WideDeep(nn.Module):
         return Output(logits, logits.new_zeros(()))
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): the lookups, the wide part's user and bag
         terms ``(R,)``, the history's categories for the cross-products. ``user (R,)``, ``hist_item,
         hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``wide (R,)``, ``hist_cate (R, T)``
@@ -60,7 +68,7 @@ class WideDeep(nn.Module):
         return history.with_extra(wide=wide, hist_cate=hist_cate * keep, keep=keep)
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the target's wide terms, its
         cross-products with the history's categories, and the deep tower's head."""
         (N,) = item.shape

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
 from torch import nn
 
 from baselines import BST, DIN, PNN, GRUAttention, SumPooling, WideDeep
-from dien_core import DIEN, ModelConfig, VocabSizes
+from dien_core import DIEN, ModelConfig, Plan, VocabSizes, plan_for
 
+# Amazon Electronics as in the DIEN paper: 192,403 users, 63,001 goods, 801 categories (+ padding, unknown).
+REALISTIC_VOCAB = VocabSizes(users=192_405, items=63_003, cates=803)
+# The authors' shapes: embedding 18 per feature, attention 80-40, MLP 200-80, auxiliary MLP 100-50.
+PAPER_SHAPES = ModelConfig(embedding_dim=18, attention_hidden=(80, 40), aux_hidden=(100, 50), mlp_hidden=(200, 80))
 GRU_SUFFIXES = {"gru": "GRU", "aigru": "AIGRU", "agru": "AGRU", "augru": "AUGRU"}
 # The baselines without an auxiliary loss, by name: sum pooling, DIN, the DIEN paper's Table 2 models, BST.
 BASELINES: dict[str, type[nn.Module]] = {
@@ -42,9 +47,29 @@ def config_for(name: str, base: ModelConfig) -> ModelConfig:
     return replace(base, gru_type=GRU_SUFFIXES[suffix.removesuffix("+aux")], use_aux_loss=aux)
 
 
-def build_model(name: str, base: ModelConfig, vocab: VocabSizes) -> nn.Module:
-    """A fresh model for ``name`` (see ``MODEL_NAMES``)."""
+def build_model(name: str, base: ModelConfig, vocab: VocabSizes, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                autocast: bool = False) -> nn.Module:  # fmt: skip
+    """A fresh model for ``name`` (see ``MODEL_NAMES``) on ``device``, its plan (``model.plan``) resolved from
+    ``base.backend`` for that device and dtype (``autocast``: it will run under bfloat16 autocast)."""
     config = config_for(name, base)
-    if name in BASELINES:
-        return BASELINES[name](config, vocab)
-    return DIEN(config, vocab)
+    return BASELINES.get(name, DIEN)(config, vocab, model_plan(name, base, device, dtype, autocast)).to(device=device, dtype=dtype)
+
+
+def model_plan(name: str, base: ModelConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+               autocast: bool = False) -> Plan:  # fmt: skip
+    """The plan ``build_model`` gives ``name`` (``dien_core/kernels/plan.py``), without building it."""
+    config = config_for(name, base)
+    return plan_for(config, BASELINES.get(name, DIEN).pieces(config), device, dtype, autocast)
+
+
+def plans_of(names: tuple[str, ...], base: ModelConfig, device: torch.device, dtypes: tuple[str, ...] = ("float32",), log=None) -> dict:
+    """``model_plan`` of each model name on ``device``, per dtype name ("bfloat16": float32 weights under
+    autocast), as ``metadata.json`` records them: {"<model> <dtype>": plan dict}; each printed with ``log``."""
+    out = {}
+    for dtype in dtypes:
+        for name in names:
+            plan = model_plan(name, base, device, autocast=dtype != "float32")
+            if log is not None:
+                log(f"{name} {dtype}: {plan}")
+            out[f"{name} {dtype}"] = plan.as_dict()
+    return out

@@ -172,3 +172,13 @@ def metadata(command: str, device: torch.device, config: dict[str, Any], seeds: 
         "seeds": seeds,
         "config": mask_secrets(config),
     }
+
+
+def parse_device(text: str) -> torch.device:
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text not in ("cpu", "cuda") and not text.startswith("cuda:"):
+        raise ValueError(f"unknown device {text!r}; allowed: auto, cpu, cuda, cuda:N")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {text!r} asked for, but torch sees no CUDA GPU here")
+    return torch.device(text)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from dien_core import Batch, Output, total_loss
 
 from . import metrics
-from .data import BatchLoader, Dataset, Split
+from .data import BatchLoader, DataConfig, Dataset, Split
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,26 @@ class TrainConfig:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: ``train`` (how), ``seed`` (batch order and initialisation's caller), ``device``, the
+    data's ``negatives`` (sampling of the auxiliary loss's negatives) and ``user_dropout``, and ``desc``
+    (the progress bar's label)."""
+
+    train: TrainConfig
+    seed: int
+    device: torch.device
+    negatives: str = "uniform"
+    user_dropout: float = 0.0
+    desc: str = ""
+
+    @classmethod
+    def for_data(cls, train: TrainConfig, data: DataConfig, seed: int, device: torch.device, desc: str = "") -> RunSpec:
+        """The run that ``data`` asks for: its negative sampling, its user dropout where the user feature is dropped out."""
+        user_dropout = data.user_dropout if data.user_feature == "dropout" else 0.0
+        return cls(train, seed, device, data.negative_sampling, user_dropout, desc)
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -60,9 +80,9 @@ class Local:
     def batches(self, loader: BatchLoader):
         return loader
 
-    def loss(self, output: Output, batch: Batch, alpha: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def loss(self, output: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The loss to backpropagate, the auxiliary loss for the curve, and the rows it covers."""
-        return total_loss(output, batch.label, alpha), output.aux_loss.detach(), batch.size
+        return total_loss(output, batch.label), output.aux_loss.detach(), batch.size
 
     def epoch_sums(self, loss_sum: torch.Tensor, aux_sum: torch.Tensor) -> tuple[float, float]:
         return float(loss_sum), float(aux_sum)
@@ -108,22 +128,27 @@ def evaluate(
     }
 
 
-def train(
-    model: nn.Module, dataset: Dataset, config: TrainConfig, alpha: float, seed: int, device: torch.device,
-    negatives: str = "uniform", desc: str = "", on_epoch=None, user_dropout: float = 0.0, parallel: Local = LOCAL,
-) -> TrainResult:  # fmt: skip
-    """Train ``model`` in place; on return it holds the weights of its best validation epoch.
+def train(model: nn.Module, dataset: Dataset, spec: RunSpec, on_epoch=None, parallel: Local = LOCAL) -> TrainResult:
+    """Train ``model`` in place as ``spec`` says; on return it holds the weights of its best validation epoch.
 
     ``on_epoch(epoch, val_auc)`` is called after each epoch (tuning reports and prunes there).
     ``parallel``: one process (``LOCAL``) or a rank of a data-parallel job (``bench.distributed.ddp``).
     """
+    config, device, desc = spec.train, spec.device, spec.desc
     model.to(device)
     net = parallel.wrap(model)
     optimizer = make_adam(model, config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     loader = BatchLoader(
-        dataset, dataset.train, config.batch_size, shuffle=True, seed=seed, bucket=config.bucket, negatives=negatives, device=device,
-        user_dropout=user_dropout,
+        dataset,
+        dataset.train,
+        config.batch_size,
+        shuffle=True,
+        seed=spec.seed,
+        bucket=config.bucket,
+        negatives=spec.negatives,
+        device=device,
+        user_dropout=spec.user_dropout,
     )
     best_auc, best_epoch, best_state, stale, stop_reason = -1.0, 0, None, 0, "cap"
     curve, seconds, seen = [], 0.0, 0
@@ -137,7 +162,7 @@ def train(
         for batch in bar:
             optimizer.zero_grad(set_to_none=True)
             output = net(batch)
-            loss, aux, rows = parallel.loss(output, batch, alpha)
+            loss, aux, rows = parallel.loss(output, batch)
             loss.backward()
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

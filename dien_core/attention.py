@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import MLP
+from .mlp import MLP
 
 
 class AttentionUnit(nn.Module):

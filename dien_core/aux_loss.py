@@ -6,11 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cpp
-from .config import BACKENDS
-from .layers import MLP
-
-KERNEL_ACTIVATIONS = ("sigmoid", "relu")  # the hidden activations the C++ kernel implements
+from .kernels import cpp
+from .kernels.aux_loss import FusedAuxiliaryLoss
+from .kernels.plan import AUX_KERNEL_ACTIVATIONS, FORMS
+from .mlp import MLP
 
 
 class AuxiliaryLoss(nn.Module):
@@ -21,35 +20,38 @@ class AuxiliaryLoss(nn.Module):
     pairs only (``t + 1 < length``), never over padding; 0 when there is none.
     The first layer's ``h_t`` term is computed once and shared by both items.
 
-    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``backend``,
-    ``activation`` of the hidden layers ("relu", the default as in ``ModelConfig``; the authors' "sigmoid"; "prelu", "dice"):
-    "cpp" computes the loss and its gradients in one pass over row tiles
-    (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, autocast off, sigmoid or relu); "auto" does so
-    where it can, else runs the torch ops (``torch_forward``), as "reference", "fused"
-    and "triton" (whose kernels are the recurrence's) always do. ``reference_forward`` is
-    the literal concatenation, the check.
+    Args: ``hidden_size`` (H), ``behaviour_dim`` (E), ``hidden`` widths, ``implementation`` (the
+    plan's choice, ``kernels/plan.py``), ``activation`` of the hidden layers ("relu", the default as in
+    ``ModelConfig``; the authors' "sigmoid"; "prelu", "dice"). "torch": ``torch_forward``, the first
+    layer split so the state's term is shared by both items; "cpp": the loss and its gradients in one
+    pass over row tiles (``FusedAuxiliaryLoss``; float32/float64 CPU tensors, sigmoid or relu; the
+    plan does not choose it under autocast); "reference": ``reference_forward``, the literal
+    concatenation, the check.
     Takes ``states (B, T, H)``, ``clicked (B, T, E)``, ``negative (B, T, E)``,
     ``mask (B, T)`` bool; returns a scalar.
     """
 
     def __init__(
-        self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], backend: str = "auto", activation: str = "relu"
+        self, hidden_size: int, behaviour_dim: int, hidden: tuple[int, ...], implementation: str = "torch", activation: str = "relu"
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-        self.hidden_size, self.backend, self.activation = hidden_size, backend, activation
+        if implementation not in FORMS["aux_loss"]:
+            raise ValueError(f"the auxiliary loss has no {implementation!r} form; allowed: {', '.join(FORMS['aux_loss'])}")
+        if implementation == "cpp" and (activation not in AUX_KERNEL_ACTIVATIONS or not hidden):
+            raise ValueError(f"the C++ auxiliary loss implements hidden layers of {' or '.join(AUX_KERNEL_ACTIVATIONS)}, "
+                             f"got {activation!r} with hidden {hidden}; use 'torch'")  # fmt: skip
+        self.hidden_size, self.implementation, self.activation = hidden_size, implementation, activation
         self.mlp = MLP(hidden_size + behaviour_dim, hidden, activation)
-
-    def uses_kernel(self, states: torch.Tensor) -> bool:
-        plain = states.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(states.device.type)
-        supported = self.activation in KERNEL_ACTIVATIONS and len(self.mlp.linears) > 0
-        return cpp.use_kernels(self.backend, states.device) and plain and supported
 
     def forward(self, states: torch.Tensor, clicked: torch.Tensor, negative: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape
-        if not self.uses_kernel(states):
+        if self.implementation == "reference":
+            return self.reference_forward(states, clicked, negative, mask)
+        if self.implementation == "torch":
             return self.torch_forward(states, clicked, negative, mask)
+        if states.device.type != "cpu":
+            raise ValueError(f"this auxiliary loss was planned for the C++ kernel (CPU), got {states.device.type} tensors; "
+                             "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
         # Time-major rows (t, b), flattened: the state at t pairs with the behaviour at t + 1, B rows
         # further on. A view, no copy, of inputs that are time-major in memory (the recurrences' and
         # the embedding's outputs are); the gradients come back in the same layout.
@@ -86,30 +88,3 @@ class AuxiliaryLoss(nn.Module):
         loss = -F.logsigmoid(pos_logit) - F.logsigmoid(-neg_logit)
         weight = valid.to(loss.dtype)
         return (loss * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-class FusedAuxiliaryLoss(torch.autograd.Function):
-    """The auxiliary loss over flat pairs, with its gradients made in the same pass (C++, CPU).
-
-    ``with_grad`` (a backward will run: ``cpp.needs_backward``), ``relu`` (ReLU hidden layers, else
-    sigmoid), ``shift``, ``h (M, H)``,
-    ``pos (M, E)``, ``neg (M, E)``: the pairs are h's row i with the behaviours' row i + shift,
-    for i < N = M - shift; ``weight (N)`` (valid / count), then the weights of each layer
-    ``(H_{l+1}, H_l)`` (the first over ``[h, behaviour]``, the last the output unit ``(1, H_L)``),
-    then their biases -> the scalar loss. A loss's backward only scales its gradients, so they
-    are computed (when ``with_grad``) in ``forward`` while each tile's activations are in cache;
-    ``backward`` multiplies them by the incoming gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, with_grad, relu, shift, h, pos, neg, weight, *params):
-        n = len(params) // 2
-        loss, *grads = cpp.kernels().aux_loss(h, pos, neg, weight, list(params[:n]), list(params[n:]), relu, shift, with_grad)
-        if with_grad:
-            ctx.save_for_backward(*grads)
-        return loss
-
-    @staticmethod
-    def backward(ctx, d_loss):
-        dh, dpos, dneg, *d_params = (g * d_loss for g in ctx.saved_tensors)
-        return None, None, None, dh, dpos, dneg, None, *d_params

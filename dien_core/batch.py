@@ -42,10 +42,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class Output:
-    """What a model returns: ``logits (B,)`` and a scalar ``aux_loss`` (0 where a model has none)."""
+    """What a model returns: ``logits (B,)``, a scalar ``aux_loss`` (0 where a model has none) and
+    ``alpha``, the weight the model gives ``aux_loss`` in its training objective (``total_loss``;
+    DIEN's ``ModelConfig.alpha``, 0 for models without an auxiliary loss)."""
 
     logits: torch.Tensor
     aux_loss: torch.Tensor
+    alpha: float = 0.0
 
 
 def step_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .kernels.plan import check_backend
+
 GRU_TYPES = ("GRU", "AIGRU", "AGRU", "AUGRU")
 AUGRU_CONVENTIONS = ("paper", "original")
 ATT_NORMALIZATIONS = ("sigmoid", "softmax")
 ACTIVATIONS = ("sigmoid", "relu", "prelu", "dice")
-BACKENDS = ("auto", "reference", "fused", "cpp", "triton")
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,9 @@ class ModelConfig:
     ``embedding_dim`` is per feature; a behaviour is ``[item; cate]`` so the
     recurrent hidden size is ``2 * embedding_dim`` (as in the paper's code).
     ``alpha`` weighs the auxiliary loss: loss = BCE + alpha * aux_loss.
-    ``backend`` picks the recurrent implementation: ``reference`` (per-step
-    autograd), ``fused`` (hoisted projections, hand-written backward, Python loops),
-    ``cpp`` (the same with C++ loops, CPU only), ``triton`` (with Triton kernels, CUDA only)
-    or ``auto`` (see ``recurrent.layers``). The embedding lookup and the auxiliary loss take
-    their C++ kernels on ``cpp`` and on ``auto`` for CPU tensors, torch ops otherwise.
+    ``backend`` names the implementations the model's pieces run: ``auto`` (the fastest here),
+    ``reference``, ``torch``, ``native``, ``cpp`` or ``triton``; ``kernels/plan.py`` says what each
+    means and resolves it, with the device and dtype, into the model's ``plan``.
     ``transformer_heads`` and ``transformer_layers`` shape BST's encoder, which runs at the
     behaviour width 2 * embedding_dim (no projection), so the heads must divide it;
     ``max_seq_len`` is the longest history BST's position embeddings cover.
@@ -70,7 +69,7 @@ class ModelConfig:
         _choose("attention_activation", self.attention_activation, ACTIVATIONS)
         _choose("mlp_activation", self.mlp_activation, ACTIVATIONS)
         _choose("aux_activation", self.aux_activation, ACTIVATIONS)
-        _choose("backend", self.backend, BACKENDS)
+        check_backend(self.backend)
         if self.embedding_dim <= 0:
             raise ValueError(f"embedding_dim must be positive, got {self.embedding_dim}")
         for name in ("attention_hidden", "aux_hidden", "mlp_hidden"):

@@ -11,6 +11,7 @@ from .config import ModelConfig, VocabSizes
 from .embedding import FeatureEmbedding
 from .head import Head
 from .interest import InterestEvolution, InterestExtractor
+from .kernels.plan import Plan, plan_for
 from .serving import parts
 from .serving.parts import History
 
@@ -19,20 +20,28 @@ class DIEN(nn.Module):
     """Deep Interest Evolution Network.
 
     Args: ``config`` (ModelConfig; ``gru_type``, ``augru_convention``,
-    ``use_aux_loss`` ...), ``vocab`` sizes. Takes a ``Batch`` (history ``(B, T)``);
-    returns ``Output(logits (B,), aux_loss ())``; ``aux_loss`` is 0 in eval mode. MLP input
+    ``use_aux_loss`` ...), ``vocab`` sizes, ``plan`` (``kernels/plan.py``; default: ``config.backend``
+    resolved for float32 CPU tensors). Takes a ``Batch`` (history ``(B, T)``);
+    returns ``Output(logits (B,), aux_loss (), alpha)``; ``aux_loss`` is 0 in eval mode. MLP input
     ``[u, e_t, s, e_t * s, final interest]`` with D = embedding_dim, E = 2D:
     ``(B, D + 4E)``.
     """
 
-    def __init__(self, config: ModelConfig, vocab: VocabSizes) -> None:
+    @staticmethod
+    def pieces(config: ModelConfig) -> tuple[str, ...]:
+        """The plan's pieces this model uses."""
+        return ("embedding", "GRU", config.gru_type, *(("aux_loss",) if config.use_aux_loss else ()))
+
+    def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
         self.config = config
+        self.plan = plan = plan or plan_for(config, self.pieces(config))
         E = config.behaviour_dim
-        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, config.backend)
-        self.extractor = InterestExtractor(E, config.aux_hidden if config.use_aux_loss else None, config.backend, config.aux_activation)
+        self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
+        aux = plan["aux_loss"] if config.use_aux_loss else "torch"
+        self.extractor = InterestExtractor(E, config.aux_hidden if config.use_aux_loss else None, plan["GRU"], aux, config.aux_activation)
         attention = AttentionUnit(E, config.attention_hidden, config.attention_activation, config.att_normalization)
-        self.evolution = InterestEvolution(config.gru_type, E, attention, config.augru_convention, config.backend)
+        self.evolution = InterestEvolution(config.gru_type, E, attention, config.augru_convention, plan[config.gru_type])
         self.head = Head(config.embedding_dim + 4 * E, config.mlp_hidden, config.mlp_activation, config.dropout)
 
     def forward(self, batch: Batch) -> Output:
@@ -42,10 +51,10 @@ class DIEN(nn.Module):
         states, aux_loss = self.extractor(emb.hist, batch.lengths, emb.mask, emb.neg)
         interest = self.evolution(emb.target, states, batch.lengths, emb.mask)
         logits = self.head(emb.user, emb.target, emb.hist_sum, emb.target * emb.hist_sum, interest)
-        return Output(logits, aux_loss)
+        return Output(logits, aux_loss, self.config.alpha)
 
     def encode_history(self, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor, lengths: torch.Tensor,
-                       plan: str = "kernels") -> History:  # fmt: skip
+                       loops: str = "planned") -> History:  # fmt: skip
         """Serving, once per request (``dien_core.serving``): ``user (R,)``, ``hist_item, hist_cate (R, T)``,
         ``lengths (R,)`` -> ``History``: the lookups, the extractor's states (no candidate in them), the
         attention's key half over them and the evolution's input projection ``W_ih h_t``: extras
@@ -54,16 +63,16 @@ class DIEN(nn.Module):
         states are the history's too (``keys`` are then the evolution's states, and no ``inputs``)."""
         R, T = hist_item.shape
         history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
-        states, _ = parts.history_recurrence(self.extractor.gru, history.hist, lengths, history.mask, plan)
+        states, _ = parts.history_recurrence(self.extractor.gru, history.hist, lengths, history.mask, loops)
         evolution = self.evolution
         if evolution.gru_type == "GRU":
-            states, _ = parts.history_recurrence(evolution.gru, states, lengths, history.mask, plan)
+            states, _ = parts.history_recurrence(evolution.gru, states, lengths, history.mask, loops)
             return history.with_extra(keys=states, key_part=parts.attention_keys(evolution.attention, states))
         key_part = parts.attention_keys(evolution.attention, states)
         return history.with_extra(keys=states, key_part=key_part, inputs=parts.input_projection(evolution.gru, states))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
-                         plan: str = "kernels") -> torch.Tensor:  # fmt: skip
+                         loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` (``owner``: the candidate's request in
         ``history``) -> logits ``(N,)``: attention scores, the attention-driven recurrence, the head."""
         (N,) = item.shape
@@ -73,7 +82,7 @@ class DIEN(nn.Module):
         if evolution.gru_type == "GRU":
             interest = parts.pool(weights, keys, owner)
         else:
-            interest = parts.candidate_recurrence(evolution.gru, history.extra["inputs"], weights, history.mask, owner, plan)
+            interest = parts.candidate_recurrence(evolution.gru, history.extra["inputs"], weights, history.mask, owner, loops)
         s = history.hist_sum
         features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (interest, False)]
         return parts.split_head(self.head, features, owner)

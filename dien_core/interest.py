@@ -13,20 +13,20 @@ from .recurrent import make_layer
 class InterestExtractor(nn.Module):
     """GRU over the behaviour sequence, with the auxiliary loss when negatives are given.
 
-    Args: ``behaviour_dim`` (E = H), ``aux_hidden`` widths or None, ``backend`` (of the GRU
-    and the auxiliary loss), ``aux_activation`` (of the auxiliary MLP's hidden layers).
+    Args: ``behaviour_dim`` (E = H), ``aux_hidden`` widths or None, ``gru`` and ``aux`` (the plan's
+    implementations of the GRU and of the auxiliary loss), ``aux_activation`` (of the auxiliary MLP's hidden layers).
     Takes ``hist (B, T, E)``, ``lengths (B,)``, ``mask (B, T)``, ``neg (B, T, E)`` or None;
     returns ``states (B, T, H)`` and a scalar ``aux_loss`` (0 without negatives).
     """
 
     def __init__(
-        self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, backend: str = "auto", aux_activation: str = "relu"
+        self, behaviour_dim: int, aux_hidden: tuple[int, ...] | None, gru: str = "torch", aux: str = "torch", aux_activation: str = "relu"
     ) -> None:
         super().__init__()
-        self.gru = make_layer("GRU", behaviour_dim, behaviour_dim, backend=backend)
+        self.gru = make_layer("GRU", behaviour_dim, behaviour_dim, implementation=gru)
         self.aux = None
         if aux_hidden is not None:
-            self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden, backend, aux_activation)
+            self.aux = AuxiliaryLoss(behaviour_dim, behaviour_dim, aux_hidden, aux, aux_activation)
 
     def forward(
         self, hist: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor, neg: torch.Tensor | None
@@ -46,15 +46,17 @@ class InterestEvolution(nn.Module):
     drives the recurrence; the final state is the result.
 
     Args: ``gru_type``, ``hidden_size`` (H), ``attention`` unit (target vs states),
-    ``convention`` for AUGRU, ``backend``. Takes ``target (B, H)``,
+    ``convention`` for AUGRU, ``implementation`` (the plan's, for ``gru_type``). Takes ``target (B, H)``,
     ``states (B, T, H)``, ``lengths (B,)``, ``mask (B, T)``; returns ``(B, H)``.
     """
 
-    def __init__(self, gru_type: str, hidden_size: int, attention: AttentionUnit, convention: str = "paper", backend: str = "auto") -> None:
+    def __init__(
+        self, gru_type: str, hidden_size: int, attention: AttentionUnit, convention: str = "paper", implementation: str = "torch"
+    ) -> None:
         super().__init__()
         self.gru_type = gru_type
         self.attention = attention
-        self.gru = make_layer(gru_type, hidden_size, hidden_size, convention, backend)
+        self.gru = make_layer(gru_type, hidden_size, hidden_size, convention, implementation)
 
     def forward(self, target: torch.Tensor, states: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         B, T, H = states.shape

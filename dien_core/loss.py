@@ -1,4 +1,9 @@
-"""The training objective of DESIGN.md: mean BCE on logits plus alpha times the auxiliary loss."""
+"""The training objective of DESIGN.md: mean BCE on logits plus alpha times the auxiliary loss.
+
+alpha belongs to the model (``ModelConfig.alpha``, handed out in ``Output.alpha``), not to the training
+config: it is part of what a model row is (swept and tuned as the model's settings, in each cell's
+config hash), and only the model that computes an auxiliary loss knows what weighs it. So no caller
+carries it from the config to the loss."""
 
 from __future__ import annotations
 
@@ -8,6 +13,6 @@ import torch.nn.functional as F
 from .batch import Output
 
 
-def total_loss(output: Output, label: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``BCEWithLogits(logits, label)`` (mean over the batch) ``+ alpha * aux_loss``."""
-    return F.binary_cross_entropy_with_logits(output.logits, label) + alpha * output.aux_loss
+def total_loss(output: Output, label: torch.Tensor) -> torch.Tensor:
+    """``BCEWithLogits(logits, label)`` (mean over the batch) ``+ output.alpha * aux_loss``."""
+    return F.binary_cross_entropy_with_logits(output.logits, label) + output.alpha * output.aux_loss

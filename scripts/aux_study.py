@@ -132,11 +132,10 @@ def train_cell(args, data, name: str, fix: Fix, seed: int) -> dict:
         epochs=tv.get("epochs", args.epochs or defaults["epochs"]), batch_size=tv.get("batch", args.batch or defaults["batch"]),
         lr=tv.get("lr", args.lr or defaults["lr"]), patience=args.patience,
     )  # fmt: skip
-    alpha = config.alpha if name.endswith("+aux") else 0.0
-    kwargs = {"negatives": tv["neg"]} if "neg" in tv else {}
+    spec = bench_train.RunSpec(tc, seed, torch.device("cpu"), tv.get("neg", "uniform"))  # alpha: the model's own
     start = time.perf_counter()
     with WarmupAdam(tv.get("warmup", 0)):
-        result = bench_train.train(model, data, tc, alpha, seed, torch.device("cpu"), **kwargs)
+        result = bench_train.train(model, data, spec)
     test = bench_train.evaluate(model, data, data.test, tc.eval_batch_size, torch.device("cpu"))
     curve = result.curve
     return {

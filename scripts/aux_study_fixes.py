@@ -12,7 +12,7 @@ from torch import nn
 
 import bench.train as bench_train
 from dien_core import ModelConfig
-from dien_core.layers import MLP
+from dien_core.mlp import MLP
 
 
 class ProductAux(nn.Module):

@@ -41,6 +41,6 @@ latency=(python3 -m bench latency --device cuda --out /tmp/serving --models din,
          --requests 500 --warmup 50 --peer-requests 100 $peers)
 timeout 100 bash -c "${latency[*]} --candidates 1,100,500 --seq-lens 100 && ${latency[*]} --candidates 100 --seq-lens 50,200" 2>&1 | tail -n 12
 tar czf "$OUT/serving-cuda.tar.gz" -C /tmp serving 2>/dev/null  # latency.csv, .md, .png, metadata.json: one file back
-# At most 8 files come back: the plots are remade here from timings.csv (bench.profile_report).
+# At most 8 files come back: the plots are remade here from timings.csv (bench.profile.report).
 rm -f "$OUT"/profile/*/*.png
 ls -R "$OUT"

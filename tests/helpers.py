@@ -102,7 +102,7 @@ def loop_inputs(G: int, T: int, B: int, H: int, seed: int):
 def assert_loops_match_python(loops, G: int, H: int, device: str = "cpu", T: int = 7, B: int = 37) -> None:
     """``loops`` (float32 on ``device``) against ``PythonLoops`` in float64 on every output of the
     contract (forward with and without saving, backward), on ``loop_inputs``."""
-    from dien_core.recurrent.fused import PythonLoops
+    from dien_core.kernels.fused import PythonLoops
 
     def on_device(*tensors):
         return [t.float().to(device) if t is not None else None for t in tensors]

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from bench.models import MODEL_NAMES, build_model, check_model_name, config_for
-from bench.tuning.space import load_space
+from bench.tune.space import load_space
 from dien_core import Batch, InnerProduct, ModelConfig, TransformerEncoder, TransformerLayer, distance_positions, total_loss
 from tests.helpers import VOCAB, random_batch, repad
 
@@ -139,7 +139,7 @@ def test_each_model_is_registered_builds_and_trains(name):
     batch = random_batch(B=5, T=6, lengths=[6, 0, 2, 4, 1])
     out = model(batch)
     assert out.logits.shape == (5,) and out.aux_loss.shape == () and out.aux_loss == 0
-    total_loss(out, batch.label, 1.0).backward()
+    total_loss(out, batch.label).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, f"{name}: no or non-finite gradient for {missing}"
     assert model.embedding.item.weight.grad[0].abs().max() == 0  # padding is never trained
@@ -152,7 +152,7 @@ def test_wide_part_reads_every_id_and_the_cross():
     torch.manual_seed(4)
     model = build_model("wide-deep", SMALL, VOCAB)
     batch = random_batch(B=4, T=5, lengths=[5, 2, 0, 3])
-    total_loss(model(batch), batch.label, 1.0).backward()
+    total_loss(model(batch), batch.label).backward()
     for name, table in model.wide.items():
         grad = table.weight.grad.squeeze(-1)
         assert grad[0] == 0 and (grad != 0).sum() > 0, name
@@ -208,12 +208,12 @@ def quick_data():
 def test_each_model_beats_popularity_on_the_quick_suite(name, quick_data):
     """Trained as `bench run` trains the quick suite (its model config, its train config: epochs,
     early stopping, no auxiliary loss), seed 0; test AUC against scoring by training clicks."""
-    from bench.train import evaluate, train
+    from bench.train import RunSpec, evaluate, train
 
     suite, dataset = quick_data
     torch.manual_seed(0)
     model = build_model(name, suite.model, dataset.vocab)
-    train(model, dataset, suite.train, 0.0, 0, torch.device("cpu"))
+    train(model, dataset, RunSpec(suite.train, 0, torch.device("cpu")))
     auc = evaluate(model, dataset, dataset.test, suite.train.eval_batch_size, torch.device("cpu"))["auc"]
     popularity = roc_auc_score(dataset.test.label, np.log1p(dataset.item_count[dataset.test.item]))
     print(f"{name}: test AUC {auc:.4f}, popularity {popularity:.4f}")

@@ -11,13 +11,14 @@ import torch
 from scipy import stats as sp_stats
 from sklearn.metrics import roc_auc_score
 
-from bench import heuristics, report, stats
+from bench import heuristics
 from bench.data import DataConfig, SyntheticConfig, load_dataset
 from bench.data.dataset import UNKNOWN, Dataset, Split
 from bench.data.protocol import Interactions, ProtocolOptions, build_dataset
 from bench.models import build_model
+from bench.run import report, stats
 from bench.suite import Row, load_suite, parse_suite
-from bench.train import TrainConfig, train
+from bench.train import RunSpec, TrainConfig, train
 from dien_core import ModelConfig, VocabSizes
 
 SMALL = SyntheticConfig(users=600, items=300, categories=12, min_len=6, max_len=20)
@@ -119,7 +120,7 @@ def test_held_out_users_read_a_trained_row(user_feature):
     model = build_model("din", ModelConfig(embedding_dim=4, attention_hidden=(8,), mlp_hidden=(8,)), ds.vocab)
     before = model.embedding.user.weight[UNKNOWN].detach().clone()
     dropout = data.user_dropout if user_feature == "dropout" else 0.0
-    train(model, ds, TrainConfig(epochs=1, batch_size=128), 0.0, 0, torch.device("cpu"), user_dropout=dropout)
+    train(model, ds, RunSpec(TrainConfig(epochs=1, batch_size=128), 0, torch.device("cpu"), user_dropout=dropout))
     assert not torch.equal(model.embedding.user.weight[UNKNOWN], before)  # the row held-out users read has trained
 
 
@@ -129,7 +130,7 @@ def test_user_id_without_dropout_leaves_the_unknown_row_untrained():
     torch.manual_seed(0)
     model = build_model("din", ModelConfig(embedding_dim=4, attention_hidden=(8,), mlp_hidden=(8,)), ds.vocab)
     before = model.embedding.user.weight[UNKNOWN].detach().clone()
-    train(model, ds, TrainConfig(epochs=1, batch_size=128), 0.0, 0, torch.device("cpu"))
+    train(model, ds, RunSpec(TrainConfig(epochs=1, batch_size=128), 0, torch.device("cpu")))
     assert torch.equal(model.embedding.user.weight[UNKNOWN], before)
 
 
@@ -137,11 +138,11 @@ def test_stop_reason_is_patience_or_cap():
     ds = load_dataset(DataConfig(synthetic=SMALL, maxlen=20))
     config = ModelConfig(embedding_dim=4, mlp_hidden=(8,))
     torch.manual_seed(0)
-    capped = train(build_model("sum-pooling", config, ds.vocab), ds, TrainConfig(epochs=1, batch_size=128), 0.0, 0, torch.device("cpu"))
+    capped = train(build_model("sum-pooling", config, ds.vocab), ds, RunSpec(TrainConfig(epochs=1, batch_size=128), 0, torch.device("cpu")))
     assert capped.stop_reason == "cap" and capped.epochs_run == 1
     # min_delta 1 makes no epoch after the first count as better: patience 1 stops after epoch 2
     stopping = TrainConfig(epochs=5, batch_size=128, patience=1, min_delta=1.0)
-    stopped = train(build_model("sum-pooling", config, ds.vocab), ds, stopping, 0.0, 0, torch.device("cpu"))
+    stopped = train(build_model("sum-pooling", config, ds.vocab), ds, RunSpec(stopping, 0, torch.device("cpu")))
     assert stopped.stop_reason == "patience" and stopped.epochs_run == 2 and stopped.best_epoch == 1
 
 
@@ -241,13 +242,13 @@ def test_suite_comparisons_and_data_variants_parse():
 
 def test_auxiliary_loss_held_at_2ln2_is_reported(tmp_path, monkeypatch, capsys):
     """A DIEN whose auxiliary net always outputs 0.5: the run's log and auc.md say its loss did not train."""
-    from bench import runner
     from bench.cli import main
+    from bench.run import runner
 
     real = runner.build_model
 
-    def frozen_aux(name, config, vocab):
-        model = real(name, config, vocab)
+    def frozen_aux(name, config, vocab, device):
+        model = real(name, config, vocab, device)
         if config.use_aux_loss:
             out = model.extractor.aux.mlp.out
             torch.nn.init.zeros_(out.weight), torch.nn.init.zeros_(out.bias)
@@ -309,7 +310,7 @@ def test_alpha_sweep_is_found_and_reported(tmp_path):
 
 def test_markdown_keeps_written_digits_and_never_prints_p_as_zero():
     """tabulate would parse "0.7800" back into 0.78 and "0.000" into 0; the tables keep what was written."""
-    from bench.report import markdown
+    from bench.run.report import markdown
 
     nan = float("nan")
     table = pd.DataFrame([{

@@ -134,9 +134,9 @@ def test_cache_is_not_used_after_the_building_code_changed(monkeypatch):
     monkeypatch.setattr(cache, "CODE_DIGEST", "code of another commit")
     load_dataset(config)
     assert built == [1]
-    # every module of bench/data that is not about batches, files or errors is part of the key
+    # every module of bench/data that is not about batches, files, errors or its command line is part of the key
     here = {p.name for p in Path(cache.__file__).parent.glob("*.py")}
-    assert here - set(cache.BUILDERS) == {"cache.py", "errors.py", "fetch.py", "loader.py", "paths.py"}
+    assert here - set(cache.BUILDERS) == {"cache.py", "cli.py", "errors.py", "fetch.py", "loader.py", "paths.py"}
 
 
 def test_movielens_1m_counts(movielens_dir):
@@ -146,16 +146,23 @@ def test_movielens_1m_counts(movielens_dir):
     assert len(inter.user) == 1_000_209 and len(np.unique(inter.user)) == 6_040
 
 
-def test_movielens_100k_dataset_and_cache(movielens_dir, monkeypatch):
+def test_movielens_100k_dataset_and_cache(movielens_dir, monkeypatch, tmp_path):
     import bench.data as data_module
+    from bench.data import cache
 
     config = DataConfig(dataset="movielens-100k", data_dir=str(movielens_dir), maxlen=20)
     ds = load_dataset(config)
     assert 10 < ds.vocab.cates <= 19 + 2  # first genres seen in train, plus padding and unknown
     assert len(ds.valid) == 2 * round(943 * 0.1)
+    (cached,) = (tmp_path / "cache").glob("movielens-100k-*.npz")  # the first load wrote one cache file
+    written = cached.stat().st_mtime_ns
+    read, real_load = [], cache.load
+    monkeypatch.setattr(cache, "load", lambda path: read.append(path) or real_load(path))
     monkeypatch.setattr(data_module, "_build", lambda *a: pytest.fail("rebuilt although cached"))
     again = load_dataset(config)  # the second load reads the cache (no timing: the machine is shared)
     assert np.array_equal(again.train.item, ds.train.item)
+    assert read == [cached] and cached.stat().st_mtime_ns == written  # that file, read and not written again
+    assert list((tmp_path / "cache").iterdir()) == [cached]
 
 
 def test_grouplens_format_and_stable_time_order(tmp_path):

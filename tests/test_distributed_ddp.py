@@ -17,11 +17,11 @@ from bench.data import BatchLoader, load_dataset
 from bench.distributed.ddp import DataParallel, aux_pairs, bounds
 from bench.models import build_model
 from bench.suite import load_suite
-from bench.train import LOCAL, train
+from bench.train import LOCAL, RunSpec, train
 
 TINY = str(Path(__file__).with_name("tiny_suite.toml"))
 MODEL = "dien-augru+aux"  # embeddings, the recurrences and the auxiliary loss, whose mean spans the ranks
-ALPHA = 0.5
+ALPHA = 0.5  # the model's weight of its auxiliary loss, which the loss reads from its output
 WORLD = 2
 
 
@@ -47,15 +47,15 @@ def train_once(rank: int, world: int, batch_size: int, out: str) -> None:
         parallel = DataParallel(rank, world, torch.device("cpu"))
     how = parallel or LOCAL
     torch.manual_seed(0)
-    probe = build_model(MODEL, suite.model, dataset.vocab)  # the first global batch's gradient, before any step
+    probe = build_model(MODEL, replace(suite.model, alpha=ALPHA), dataset.vocab)  # the first global batch's gradient, before any step
     loader = BatchLoader(dataset, dataset.train, batch_size, shuffle=True, seed=0, bucket=True, negatives=data.negative_sampling)
     batch = next(iter(how.batches(loader)))
     net = how.wrap(probe)  # held: DDP all-reduces in backward only while its wrapper lives
-    how.loss(net(batch), batch, ALPHA)[0].backward()
+    how.loss(net(batch), batch)[0].backward()
     grads = {k: p.grad.clone() for k, p in probe.named_parameters()}
     torch.manual_seed(0)
-    model = build_model(MODEL, suite.model, dataset.vocab)
-    result = train(model, dataset, config, ALPHA, 0, torch.device("cpu"), data.negative_sampling, parallel=how)
+    model = build_model(MODEL, replace(suite.model, alpha=ALPHA), dataset.vocab)
+    result = train(model, dataset, RunSpec(config, 0, torch.device("cpu"), data.negative_sampling), parallel=how)
     if rank == 0:
         torch.save({"state": model.state_dict(), "curve": result.curve, "seen": result.samples_per_second * result.train_seconds,
                     "grads": grads}, out)  # fmt: skip

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from bench.distributed.grad_cost import main
-from bench.models import build_model
-from bench.profile_steps import PAPER_SHAPES
+from bench.models import PAPER_SHAPES, build_model
 from dien_core import VocabSizes
 
 VOCAB = (50, 300, 12)

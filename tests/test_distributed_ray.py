@@ -16,7 +16,7 @@ from bench import results_io
 from bench.cli import main
 from bench.distributed.ray_cells import RayCells, cell_device, parse_address
 from bench.distributed.resources import CellResources
-from bench.runner import KEY, run_suite
+from bench.run.runner import KEY, run_suite
 from bench.suite import load_suite, parse_suite
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")

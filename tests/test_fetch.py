@@ -12,10 +12,10 @@ import pytest
 
 from bench import cli
 from bench.data import DataConfig, load_dataset
+from bench.data.cli import add_data_parser
 from bench.data.fetch import SOURCES, fetch
 from bench.data.movielens import read_movielens
 from bench.data.paths import default_data_dir
-from bench.data_cli import add_data_parser
 from tests.test_movielens_formats import USERS, check_1m, make_zip, ml_1m_files, ml_100k_files
 
 ZIP_1M = make_zip("ml-1m", ml_1m_files())

@@ -6,8 +6,9 @@ import os
 import pytest
 import torch
 
-from dien_core import AuxiliaryLoss, cpp
-from dien_core.aux_loss import FusedAuxiliaryLoss
+from dien_core import AuxiliaryLoss
+from dien_core.kernels import cpp
+from dien_core.kernels.aux_loss import FusedAuxiliaryLoss
 from tests.helpers import assert_loops_match_python, needs_cpp
 
 
@@ -39,7 +40,7 @@ def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major, ac
     sigmoid (the authors') or ReLU hidden layers, inputs laid out time-major (read in place) or
     batch-major (copied first)."""
     torch.manual_seed(0)
-    aux = AuxiliaryLoss(6, 5, hidden, backend="cpp", activation=activation)
+    aux = AuxiliaryLoss(6, 5, hidden, implementation="cpp", activation=activation)
     args = inputs(B=40, T=30, H=6, E=5, dtype=torch.float32, time_major=time_major)
     got = loss_and_grads(aux, aux.forward, args)
     want = loss_and_grads(aux, aux.reference_forward, args)
@@ -51,7 +52,7 @@ def test_kernel_equals_concatenation_values_and_gradients(hidden, time_major, ac
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_kernel_gradcheck_float64_and_thread_count(activation):
     torch.manual_seed(1)
-    aux = AuxiliaryLoss(4, 3, (5, 2), backend="cpp", activation=activation).double()
+    aux = AuxiliaryLoss(4, 3, (5, 2), implementation="cpp", activation=activation).double()
     states, pos, neg, mask = inputs(B=5, T=6, H=4, E=3, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda s, p, n: aux(s, p, n, mask), (states, pos, neg))
     weights = [p.detach().clone().requires_grad_() for p in aux.parameters()]
@@ -83,7 +84,7 @@ def test_kernel_gradcheck_float64_and_thread_count(activation):
 def test_kernel_without_grad_and_padding_garbage(monkeypatch):
     """Under no_grad (inputs and weights still require grad) the kernel is asked for no gradients."""
     torch.manual_seed(2)
-    aux = AuxiliaryLoss(6, 5, (8, 4), backend="cpp")
+    aux = AuxiliaryLoss(6, 5, (8, 4), implementation="cpp")
     states, pos, neg, mask = inputs(B=9, T=7, H=6, E=5, dtype=torch.float32)
     compiled, asked = cpp.kernels(), []
 
@@ -108,7 +109,7 @@ def test_kernel_without_grad_and_padding_garbage(monkeypatch):
 @needs_cpp
 def test_kernel_reads_time_major_inputs_in_place(monkeypatch):
     """The model's states and behaviours are time-major in memory: the kernel gets them without a copy."""
-    aux = AuxiliaryLoss(6, 5, (8, 4), backend="cpp")
+    aux = AuxiliaryLoss(6, 5, (8, 4), implementation="cpp")
     states, pos, neg, mask = inputs(B=4, T=5, H=6, E=5, dtype=torch.float32, time_major=True)
     compiled, seen = cpp.kernels(), []
 
@@ -123,11 +124,12 @@ def test_kernel_reads_time_major_inputs_in_place(monkeypatch):
 
 
 @needs_cpp
-def test_auto_dispatch_and_fallbacks(monkeypatch):
+def test_cpp_aux_loss_runs_the_kernel_and_the_others_do_not(monkeypatch):
     torch.manual_seed(3)
-    aux = AuxiliaryLoss(6, 5, (8, 4))
+    forms = {name: AuxiliaryLoss(6, 5, (8, 4), implementation=name) for name in ("cpp", "torch", "reference")}
+    for aux in forms.values():
+        aux.load_state_dict(forms["cpp"].state_dict())
     args = inputs(B=4, T=5, H=6, E=5, dtype=torch.float32)
-    assert aux.backend == "auto" and aux.uses_kernel(args[0])
     calls = []
     compiled = cpp.kernels()
 
@@ -137,20 +139,23 @@ def test_auto_dispatch_and_fallbacks(monkeypatch):
             return compiled.aux_loss(*a)
 
     monkeypatch.setattr(cpp, "kernels", lambda: Spy())
-    kernel = aux(*args)
-    assert calls == ["aux_loss"]
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # low precision: the torch ops run
-        assert not aux.uses_kernel(args[0])
-    prelu = AuxiliaryLoss(6, 5, (8, 4), activation="prelu")  # no kernel for it: the torch ops, the same loss
-    assert not prelu.uses_kernel(args[0])
-    assert torch.allclose(prelu(*args), prelu.reference_forward(*args), atol=1e-6)
-    monkeypatch.setattr(cpp, "kernels", lambda: None)  # no build: auto falls back, cpp refuses
-    assert not aux.uses_kernel(args[0])
-    assert torch.allclose(kernel, aux(*args), atol=1e-6)
-    with pytest.raises(ValueError, match="backend 'cpp'"):
-        AuxiliaryLoss(6, 5, (8, 4), backend="cpp")(*args)
-    with pytest.raises(ValueError, match="unknown backend"):
-        AuxiliaryLoss(6, 5, (8, 4), backend="tensorrt")
+    losses = {name: aux(*args) for name, aux in forms.items()}
+    assert calls == ["aux_loss"]  # the C++ form only
+    for name in ("cpp", "torch"):
+        assert torch.allclose(losses[name], losses["reference"], atol=1e-6)
+
+
+def test_aux_loss_forms_and_refusals():
+    """The torch form (split first layer) equals the literal concatenation for an activation the C++
+    kernel lacks; a C++ form it cannot compute, or an unknown one, is refused when built."""
+    torch.manual_seed(4)
+    prelu = AuxiliaryLoss(6, 5, (8, 4), implementation="torch", activation="prelu")
+    args = inputs(B=4, T=5, H=6, E=5, dtype=torch.float32)
+    assert torch.allclose(prelu(*args), prelu.reference_forward(*args), atol=1e-6) and prelu(*args) > 0.1
+    with pytest.raises(ValueError, match="C\\+\\+ auxiliary loss implements"):
+        AuxiliaryLoss(6, 5, (8, 4), implementation="cpp", activation="prelu")
+    with pytest.raises(ValueError, match="no 'tensorrt' form"):
+        AuxiliaryLoss(6, 5, (8, 4), implementation="tensorrt")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -159,7 +164,7 @@ def test_table_lookup_equals_nn_embedding_with_padding(dtype, with_kernel):
     """Two groups, one reading two tables side by side and one reading the first again; repeated ids
     (accumulated), id 0 (zeros, no gradient), enough ids for the kernel to split the tables between
     threads, an incoming gradient laid out time-major (read in place by the kernel)."""
-    from dien_core.embedding import TableLookup
+    from dien_core.kernels.lookup import TableLookup
 
     torch.manual_seed(5)
     tables = [torch.nn.Embedding(V, 3, padding_idx=0).to(dtype) for V in (50, 7)]
@@ -200,8 +205,8 @@ def test_portable_build_when_the_native_one_fails(tmp_path):
 
     code = """
 import torch
-import dien_core.cpp as c
-from dien_core.recurrent.fused import PythonLoops
+import dien_core.kernels.cpp as c
+from dien_core.kernels.fused import PythonLoops
 c.BUILDS = (("native", ["-O3", "-fno-such-flag"], []),) + c.BUILDS[1:]
 k = c.kernels()
 assert k is not None

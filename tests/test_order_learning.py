@@ -9,7 +9,7 @@ import torch
 
 from bench.data import DataConfig, SyntheticConfig, load_dataset
 from bench.models import build_model
-from bench.train import TrainConfig, evaluate, train
+from bench.train import RunSpec, TrainConfig, evaluate, train
 from dien_core import ModelConfig
 
 DATA = DataConfig(
@@ -23,7 +23,7 @@ TRAIN = TrainConfig(epochs=3, batch_size=128, lr=3e-3, patience=3)
 def fit(name: str, config: ModelConfig, dataset, train_config: TrainConfig = TRAIN) -> tuple[float, list[dict]]:
     torch.manual_seed(0)
     model = build_model(name, config, dataset.vocab)
-    result = train(model, dataset, train_config, config.alpha, 0, torch.device("cpu"))
+    result = train(model, dataset, RunSpec(train_config, 0, torch.device("cpu")))
     return evaluate(model, dataset, dataset.test, 4096, torch.device("cpu"))["auc"], result.curve
 
 

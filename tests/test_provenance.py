@@ -12,6 +12,7 @@ import pytest
 from bench import cli, results_io
 from bench.cli import main
 from bench.overrides import apply_data_overrides
+from bench.run import cli as run_cli
 from bench.suite import load_suite, parse_suite
 from tests.conftest import write_amazon_fixture
 
@@ -158,7 +159,7 @@ def test_run_help_examples_run(tmp_path, monkeypatch, capsys):
         best = {"study": model, "model": model, "data_config": to_dict(suite.data[0]),
                 "model_config": to_dict(config_for(model, suite.model)), "train_config": to_dict(suite.train)}  # fmt: skip
         (tuned / "best.json").write_text(json.dumps(best))
-    examples = help_examples(cli.RUN_EXAMPLES)
+    examples = help_examples(run_cli.RUN_EXAMPLES)
     assert len(examples) >= 6
     for argv in examples:
         argv = [a.replace("~", str(home)) for a in argv]
@@ -171,7 +172,9 @@ def test_run_help_examples_run(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("command", ["tune", "profile", "compare", "data"])
 def test_other_help_examples_parse(command):
-    from bench import compare, profile_cli, tune_cli
+    from bench.profile import cli as profile_cli
+    from bench.run import compare
+    from bench.tune import cli as tune_cli
 
     parser = cli.build_parser()
     action = next(a for a in parser._actions if a.dest == "command")

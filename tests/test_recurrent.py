@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from dien_core import cpp
+from dien_core.kernels import cpp
 from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
 from tests.helpers import needs_cpp
 
-BACKENDS = ["reference", "fused", pytest.param("cpp", marks=needs_cpp)]
-FAST_BACKENDS = ["fused", pytest.param("cpp", marks=needs_cpp)]
+# Implementations every layer has (kernels/plan.py); "native" (torch's GRU kernel) is GRU's and AIGRU's only.
+BACKENDS = ["reference", "torch", pytest.param("cpp", marks=needs_cpp)]
+FAST_BACKENDS = ["torch", pytest.param("cpp", marks=needs_cpp)]
 
 
 @needs_cpp
@@ -26,7 +27,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block_loading():
     lock = cpp.build_directory() / "lock"
     lock.touch()
     try:
-        code = "from dien_core import cpp; print(cpp.available())"
+        code = "from dien_core.kernels import cpp; print(cpp.available())"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
         assert done.stdout.strip() == "True"
     finally:
@@ -65,9 +66,9 @@ def test_gru_and_augru_with_full_attention_equal_nn_gru(backend):
     ones, zeros = torch.ones(B, T), torch.zeros(B, T)
     # The paper's AUGRU is a GRU at a = 1; the authors' "original" form is one at a = 0.
     cases = (
-        (GRU(I, H, backend=backend), ones),
-        (AUGRU(I, H, "paper", backend=backend), ones),
-        (AUGRU(I, H, "original", backend=backend), zeros),
+        (GRU(I, H, implementation=backend), ones),
+        (AUGRU(I, H, "paper", implementation=backend), ones),
+        (AUGRU(I, H, "original", implementation=backend), zeros),
     )
     for layer, att in cases:
         copy_from_nn_gru(layer, gru)
@@ -81,7 +82,7 @@ def test_gru_and_augru_with_full_attention_equal_nn_gru(backend):
 def test_augru_keeps_state_where_attention_says_so(backend, convention):
     torch.manual_seed(1)
     B, T, I, H = 4, 6, 3, 5
-    layer = AUGRU(I, H, convention, backend=backend)
+    layer = AUGRU(I, H, convention, implementation=backend)
     x, lengths = torch.randn(B, T, I), torch.tensor([6, 3, 1, 0])
     zero, one = torch.zeros(B, T), torch.ones(B, T)
     if convention == "paper":
@@ -89,7 +90,7 @@ def test_augru_keeps_state_where_attention_says_so(backend, convention):
         assert out.abs().max() == 0 and last.abs().max() == 0
     else:
         # The authors' form: a = 1 keeps z' = 0 and moves fully to n; a = 0 is a plain GRU step.
-        gru = GRU(I, H, backend=backend)
+        gru = GRU(I, H, implementation=backend)
         gru.load_state_dict(layer.state_dict())
         assert torch.allclose(layer(x, zero, lengths)[1], gru(x, None, lengths)[1], atol=1e-6)
         assert not torch.allclose(layer(x, one, lengths)[1], gru(x, None, lengths)[1], atol=1e-3)
@@ -102,7 +103,7 @@ def test_augru_keeps_state_where_attention_says_so(backend, convention):
 def test_gradcheck_float64(make, backend):
     torch.manual_seed(2)
     layer = make().double()
-    layer.backend = backend
+    layer.implementation = backend
     x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
     att = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([5, 2, 0])
@@ -122,7 +123,7 @@ def test_fused_equals_reference_values_and_gradients(cls, convention, backend):
     torch.manual_seed(3)
     B, T, I, H = 7, 9, 6, 5
     kwargs = {"convention": convention} if cls is AUGRU else {}
-    ref, fused = cls(I, H, backend="reference", **kwargs), cls(I, H, backend=backend, **kwargs)
+    ref, fused = cls(I, H, implementation="reference", **kwargs), cls(I, H, implementation=backend, **kwargs)
     fused.load_state_dict(ref.state_dict())
     x = torch.randn(B, T, I, requires_grad=True)
     att = torch.rand(B, T, requires_grad=True)
@@ -148,7 +149,7 @@ def test_fast_path_without_grad_equals_reference(cls, backend):
     the vector length, with gates driven into saturation, must still equal the reference."""
     torch.manual_seed(4)
     B, T, I, H = 33, 11, 37, 37
-    ref, fast = cls(I, H, backend="reference"), cls(I, H, backend=backend)
+    ref, fast = cls(I, H, implementation="reference"), cls(I, H, implementation=backend)
     fast.load_state_dict(ref.state_dict())
     x = torch.randn(B, T, I) * 4  # pre-activations up to about +-30
     att, lengths = torch.rand(B, T), torch.randint(0, T + 1, (B,))
@@ -161,8 +162,8 @@ def test_fast_path_without_grad_equals_reference(cls, backend):
 @pytest.mark.parametrize("backend", FAST_BACKENDS)
 def test_fused_bfloat16_close_to_float32_reference(backend):
     torch.manual_seed(4)
-    ref = AUGRU(8, 8, backend="reference")
-    fused = AUGRU(8, 8, backend=backend).to(torch.bfloat16)
+    ref = AUGRU(8, 8, implementation="reference")
+    fused = AUGRU(8, 8, implementation=backend).to(torch.bfloat16)
     fused.load_state_dict({k: v.to(torch.bfloat16) for k, v in ref.state_dict().items()})
     x, att, lengths = torch.randn(4, 10, 8), torch.rand(4, 10), torch.tensor([10, 3, 0, 7])
     out_ref, _ = ref(x, att, lengths)
@@ -173,7 +174,7 @@ def test_fused_bfloat16_close_to_float32_reference(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_padding_does_not_change_a_row(backend):
     torch.manual_seed(5)
-    layer = AUGRU(3, 4, backend=backend)
+    layer = AUGRU(3, 4, implementation=backend)
     x, att, lengths = torch.randn(2, 4, 3), torch.rand(2, 4), torch.tensor([4, 2])
     out, last = layer(x, att, lengths)
     out_long, last_long = layer(torch.cat([x, torch.randn(2, 5, 3)], 1), torch.cat([att, torch.rand(2, 5)], 1), lengths)
@@ -201,8 +202,8 @@ def test_parameter_layout_matches_nn_gru():
 
 @needs_cpp
 @pytest.mark.parametrize("cls", [GRU, AIGRU, AGRU, AUGRU])
-def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
-    """auto on CPU: every layer through the C++ loops where they build."""
+def test_cpp_layers_run_the_cpp_loops(cls, monkeypatch):
+    """A layer planned for "cpp" runs its forward loop and backward in the C++ module."""
     compiled = cpp.kernels()
     calls = []
 
@@ -217,32 +218,39 @@ def test_auto_backend_on_cpu_runs_the_cpp_loops(cls, monkeypatch):
 
     monkeypatch.setattr(cpp, "kernels", lambda: Spy())
     x, att = torch.randn(2, 3, 4, requires_grad=True), torch.rand(2, 3)
-    out, _ = cls(4, 4)(x, att, torch.tensor([3, 1]))
+    out, _ = cls(4, 4, implementation="cpp")(x, att, torch.tensor([3, 1]))
     out.sum().backward()
     assert calls == ["forward", "backward"]
 
 
-def test_cpp_backend_refuses_without_its_loops(monkeypatch):
-    monkeypatch.setattr(cpp, "kernels", lambda: None)
-    with pytest.raises(ValueError, match="backend 'cpp'"):
-        AUGRU(3, 4, backend="cpp")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
-    torch.manual_seed(7)
-    auto, python, reference = AUGRU(3, 4), AUGRU(3, 4, backend="fused"), AUGRU(3, 4, backend="reference")
-    python.load_state_dict(auto.state_dict())
-    reference.load_state_dict(auto.state_dict())
-    x, att, lengths = torch.randn(2, 3, 3), torch.rand(2, 3), torch.tensor([3, 1])
-    out, _ = auto(x, att, lengths)  # auto falls back to the Python loops: the same code, the same bits
-    assert out.shape == (2, 3, 4) and torch.equal(out, python(x, att, lengths)[0])
-    want, _ = reference(x, att, lengths)  # and the value the per-step reference gives
-    assert torch.allclose(out, want, atol=1e-6) and out.abs().max() > 0.05
+@pytest.mark.parametrize("cls", [GRU, AIGRU])
+def test_native_gru_kernel_equals_reference(cls):
+    """GRU and AIGRU on torch's own GRU kernel ("native"), values and gradients, against the per-step loop."""
+    torch.manual_seed(8)
+    ref, native = cls(4, 5, implementation="reference"), cls(4, 5, implementation="native")
+    native.load_state_dict(ref.state_dict())
+    x, att, lengths = torch.randn(4, 6, 4, requires_grad=True), torch.rand(4, 6), torch.tensor([6, 0, 2, 5])
+    outs = []
+    for layer in (ref, native):
+        out, last = layer(x, att, lengths)
+        (out.square().sum() + last.sum()).backward()
+        outs.append((out, last, x.grad.clone(), layer.weight_hh.grad.clone()))
+        x.grad = None
+    for want, got in zip(*outs):
+        assert torch.allclose(want, got, atol=1e-5)
+
+
+def test_a_layer_refuses_a_form_it_does_not_have():
+    with pytest.raises(ValueError, match="AUGRU has no 'native' form"):
+        AUGRU(3, 4, implementation="native")
 
 
 @pytest.mark.parametrize("kind", ["GRU", "AIGRU"])
 def test_fused_function_gru_modes_equal_reference(kind):
-    """Under backend "fused" layers send GRU and AIGRU to torch's kernel; the Python loops' own GRU form stays checked."""
+    """``fused_recurrence``'s GRU and AIGRU forms (the "torch" implementation's), called directly, in float64."""
     from dien_core.batch import step_mask
-    from dien_core.recurrent.fused import fused_recurrence
-    from dien_core.recurrent.reference import reference_recurrence
+    from dien_core.kernels.fused import fused_recurrence
+    from dien_core.reference import reference_recurrence
 
     torch.manual_seed(6)
     layer = GRU(4, 3).double()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.runner import run_suite
+from bench.run.runner import run_suite
 from bench.suite import parse_suite
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "quick"

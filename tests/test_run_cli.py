@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench import predictions
 from bench.cli import main
+from bench.run import predictions
 
 TINY = str(Path(__file__).with_name("tiny_suite.toml"))
 RUNS_COLUMNS = [
@@ -44,8 +44,18 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
     assert len(runs) == 8 and set(runs["seed"]) == {0, 1}
     assert set(runs["model"]) == {"popularity", "recent-category", "sum-pooling", "dien-augru+aux"}
     learned = runs[~runs["model"].isin(["popularity", "recent-category"])]
-    assert (learned["samples_per_second"] > 0).all()
-    assert set(learned["stopped"]) <= {"cap", "patience"} and (runs["commit"] == runs["commit"].iloc[0]).all()
+    # 2 epochs with patience 2: no cell can stop early; each runs to the cap and logs one curve row per epoch
+    assert (learned["stopped"] == "cap").all() and (learned["epochs"] == 2).all() and (runs["commit"] == runs["commit"].iloc[0]).all()
+    curves = pd.read_csv(out / "curves.csv")
+    assert curves.groupby(["model", "seed"]).size().to_dict() == {(r.model, r.seed): r.epochs for r in learned.itertuples()}
+    from bench.data import load_dataset
+    from bench.models import model_plan
+    from bench.suite import load_suite
+
+    data = load_suite(TINY).data[0]
+    for row in learned.itertuples():  # throughput is the training rows seen over the training time (written to the ms)
+        rows = len(load_dataset(data.for_seed(row.seed)).train) * row.epochs
+        assert row.samples_per_second * row.train_seconds == pytest.approx(rows, abs=row.samples_per_second * 5e-4 + 1), row
     for row in runs.itertuples():  # every cell's test predictions, for the bootstrap: its test AUC is theirs
         assert (out / "predictions" / "synthetic" / row.model.replace("/", "~") / f"seed-{row.seed}.npz").is_file()
         saved = predictions.load(out, "synthetic", row.model, row.seed)
@@ -59,9 +69,13 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
         assert key in meta
     assert meta["config"]["train"]["epochs"] == 2 and meta["seeds"] == [0, 1]
     assert meta["flush_denormal"] is True  # as in `bench profile`: denormals slow long sequences
+    want = {m: model_plan(m, load_suite(TINY).model, "cpu").as_dict() for m in ("sum-pooling", "dien-augru+aux")}  # each learned row
+    assert meta["plans"] == want and set(want["dien-augru+aux"]["pieces"]) == {"embedding", "GRU", "AUGRU", "aux_loss"}
+    printed = capsys.readouterr()
+    assert "dien-augru+aux: backend auto on cpu float32: embedding" in printed.err  # the plan, before the cells run
     table = (out / "auc.md").read_text()
     assert "dien-augru+aux" in table and "RelaImpr" in table and "bootstrap 95% CI" in table and "popularity" in table
-    assert "# AUC comparison" in capsys.readouterr().out  # the table is printed at the end
+    assert "# AUC comparison" in printed.out  # the table is printed at the end
     before = (out / "runs.csv").read_text()
     assert run("--out", str(out)) == 0  # second run: nothing to train
     assert (out / "runs.csv").read_text() == before
@@ -170,7 +184,7 @@ def test_default_synthetic_ranks_dien_over_din_over_sum_pooling():
     from bench.data import DataConfig, load_dataset
     from bench.models import build_model
     from bench.suite import load_suite
-    from bench.train import evaluate, train
+    from bench.train import RunSpec, evaluate, train
 
     quick = load_suite("quick")
     data = DataConfig(maxlen=quick.data[0].maxlen, targets_per_user=2, target_negatives="uniform")
@@ -181,7 +195,7 @@ def test_default_synthetic_ranks_dien_over_din_over_sum_pooling():
         for seed in (0, 1, 2):
             torch.manual_seed(seed)
             model = build_model(name, quick.model, dataset.vocab)
-            train(model, dataset, replace(quick.train, epochs=3), quick.model.alpha, seed, torch.device("cpu"))
+            train(model, dataset, RunSpec(replace(quick.train, epochs=3), seed, torch.device("cpu")))
             aucs.append(evaluate(model, dataset, dataset.test, 4096, torch.device("cpu"))["auc"])
         mean[name] = sum(aucs) / 3
     assert mean["dien-augru+aux"] > mean["din"] > mean["sum-pooling"], mean

@@ -1,5 +1,5 @@
 """The serving path (dien_core.serving): the history's work once per request, equal to the K rows
-through the training model in eval mode, for every model, T and K, both plans."""
+through the training model in eval mode, for every model, T and K, both loops."""
 
 import dataclasses
 
@@ -51,11 +51,11 @@ def shapes() -> list[Request]:
     return out
 
 
-@pytest.mark.parametrize("plan", ["kernels", "torch"])
+@pytest.mark.parametrize("loops", ["planned", "unrolled"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_shared_path_equals_the_batched_rows(name, plan):
+def test_shared_path_equals_the_batched_rows(name, loops):
     model = trained_like(name)
-    serving = ServingModel(model, plan)
+    serving = ServingModel(model, loops)
     spread = []
     for request in shapes():
         want, got = batched(model, request), serving.score_request(request)
@@ -88,8 +88,8 @@ VARIANTS = {
 @pytest.mark.parametrize("name", ["din", "gru-att", "bst", "dien-aigru", "dien-agru", "dien-augru", "dien-gru"])
 def test_configuration_variants(name, variant):
     model = trained_like(name, dataclasses.replace(SMALL, **VARIANTS[variant]))
-    for plan in ("kernels", "torch"):
-        serving = ServingModel(model, plan)
+    for loops in ("planned", "unrolled"):
+        serving = ServingModel(model, loops)
         for request in shapes():
             torch.testing.assert_close(serving.score_request(request), batched(model, request), atol=TOL, rtol=0)
 
@@ -109,13 +109,13 @@ def test_against_the_literal_reference_recurrences(name):
         torch.testing.assert_close(serving.score_request(request), batched(reference, request), atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("plan", ["kernels", "torch"])
+@pytest.mark.parametrize("loops", ["planned", "unrolled"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_stacked_requests_equal_one_at_a_time(name, plan):
+def test_stacked_requests_equal_one_at_a_time(name, loops):
     """Several requests of different T and K in one call (the micro-batcher's): each candidate reads
     its own request's history."""
     model = trained_like(name)
-    serving = ServingModel(model, plan)
+    serving = ServingModel(model, loops)
     requests = [random_requests(1, k, t, seed=10 + i, vocab=VOCAB)[0] for i, (k, t) in enumerate([(3, 6), (1, 0), (2, 4), (5, 6)])]
     stacked = stack(requests)
     assert stacked.hist_item.shape == (4, 6) and stacked.owner.tolist() == [0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 3]
@@ -161,5 +161,5 @@ def test_serving_needs_eval_mode_and_a_serving_model():
         ServingModel(model).score_request(random_requests(1, 2, 3, vocab=VOCAB)[0])
     with pytest.raises(ValueError, match="no serving path"):
         ServingModel(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="unknown serving plan"):
-        ServingModel(model, plan="fast")
+    with pytest.raises(ValueError, match="unknown serving loops"):
+        ServingModel(model, loops="fast")

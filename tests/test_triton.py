@@ -13,7 +13,9 @@ import torch
 
 from bench.models import build_model
 from dien_core import ModelConfig, total_loss
-from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU, triton_loops
+from dien_core.kernels import triton_loops
+from dien_core.kernels.plan import Target, resolve
+from dien_core.recurrent import AGRU, AIGRU, AUGRU, GRU
 from tests.helpers import VOCAB, assert_loops_match_python, random_batch
 
 pytestmark = pytest.mark.skipif(triton_loops.triton is None, reason="triton is not installed (pip install -e '.[dev]' installs it)")
@@ -34,8 +36,8 @@ def test_layer_on_triton_equals_float64_reference(cls, convention):
     torch.manual_seed(3)
     B, T, I, H = 19, 9, 6, 5
     kwargs = {"convention": convention} if cls is AUGRU else {}
-    ref = cls(I, H, backend="reference", **kwargs).double()
-    fast = cls(I, H, backend="triton", **kwargs).to(DEVICE)
+    ref = cls(I, H, implementation="reference", **kwargs).double()
+    fast = cls(I, H, implementation="triton", **kwargs).to(DEVICE)
     fast.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
     x = torch.randn(B, T, I, dtype=torch.float64, requires_grad=True)
     att = torch.rand(B, T, dtype=torch.float64, requires_grad=True)
@@ -64,11 +66,11 @@ def test_model_on_triton_equals_python_loops(monkeypatch):
         monkeypatch.setattr(triton_loops.TritonLoops, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
     config = ModelConfig(embedding_dim=4, attention_hidden=(8,), aux_hidden=(8,), mlp_hidden=(16,), use_aux_loss=True)
     losses, grads = [], []
-    for backend in ("fused", "triton"):
+    for backend in ("torch", "triton"):
         torch.manual_seed(0)
-        model = build_model("dien-augru+aux", ModelConfig(**{**config.__dict__, "backend": backend}), VOCAB).to(DEVICE)
+        model = build_model("dien-augru+aux", ModelConfig(**{**config.__dict__, "backend": backend}), VOCAB, DEVICE)
         output = model(random_batch(B=21, T=8).to(DEVICE))
-        loss = total_loss(output, random_batch(B=21, T=8).label.to(DEVICE), model.config.alpha)
+        loss = total_loss(output, random_batch(B=21, T=8).label.to(DEVICE))
         loss.backward()
         losses.append(loss.detach().cpu())
         grads.append({n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None})
@@ -79,27 +81,27 @@ def test_model_on_triton_equals_python_loops(monkeypatch):
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
 
 
-def test_dispatch(monkeypatch):
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not triton_loops.use_triton("auto", cpu, torch.float32, 36)  # CPU: the C++ or Python loops
-    assert triton_loops.use_triton("auto", cuda, torch.float32, 36)
-    assert not triton_loops.use_triton("auto", cuda, torch.float64, 36)
-    assert not triton_loops.use_triton("auto", cuda, torch.float32, 65)  # too large for the kernels
+def test_plans_with_triton(monkeypatch):
+    """Where the plan sends the recurrences on CUDA, and what it refuses, before any tensor is seen."""
+    cuda = Target(device="cuda")
+    assert resolve("auto", ("GRU", "AUGRU"), cuda).choices == (("GRU", "native"), ("AUGRU", "triton"))
+    assert resolve("auto", ("AGRU",), Target("cuda", torch.float64))["AGRU"] == "torch"
+    assert resolve("auto", ("AUGRU",), Target("cuda", hidden_size=65))["AUGRU"] == "torch"  # too large for the kernels
+    named = resolve("triton", ("embedding", "GRU", "aux_loss"), cuda)
+    assert named.choices == (("embedding", "torch"), ("GRU", "triton"), ("aux_loss", "torch")) and len(named.notes) == 2
     with pytest.raises(ValueError, match="float32"):
-        triton_loops.use_triton("triton", cuda, torch.bfloat16, 36)
+        resolve("triton", ("AUGRU",), Target("cuda", torch.bfloat16))
     with pytest.raises(ValueError, match="up to 64"):
-        triton_loops.use_triton("triton", cuda, torch.float32, 100)
-    with triton_loops.torch_op_loops():  # what bench's FLOP counter runs: the same products as torch ops
-        assert not triton_loops.use_triton("auto", cuda, torch.float32, 36)
-        assert triton_loops.use_triton("triton", cuda, torch.float32, 36)
-    assert triton_loops.use_triton("auto", cuda, torch.float32, 36)
+        resolve("triton", ("AUGRU",), Target("cuda", hidden_size=100))
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA tensors"):
-        AUGRU(3, 4, backend="triton")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
+        resolve("triton", ("AUGRU",), Target("cpu"))
+    with pytest.raises(ValueError, match="planned for the Triton loops"):  # a layer built for CUDA, given CPU tensors
+        AUGRU(3, 4, implementation="triton")(torch.randn(1, 2, 3), torch.rand(1, 2), torch.tensor([2]))
     monkeypatch.setenv("DIEN_CORE_TRITON", "0")
-    assert not triton_loops.use_triton("auto", cuda, torch.float32, 36)
-    with pytest.raises(ValueError, match="triton package"):
-        triton_loops.use_triton("triton", cuda, torch.float32, 36)
+    assert resolve("auto", ("AUGRU",), cuda)["AUGRU"] == "torch"
+    with pytest.raises(ValueError, match="DIEN_CORE_TRITON=0"):
+        resolve("triton", ("AUGRU",), cuda)
 
 
 def test_kernels_compile_for_h100_without_spills():
@@ -120,8 +122,8 @@ def test_kernels_compile_for_h100_without_spills():
 def test_layer_on_triton_under_bf16_autocast_stays_close():
     """Under autocast the input projection runs in bf16 and the loop in float32 (the weights' dtype)."""
     torch.manual_seed(7)
-    ref = AUGRU(8, 8, backend="reference")
-    fast = AUGRU(8, 8, backend="triton").to(DEVICE)
+    ref = AUGRU(8, 8, implementation="reference")
+    fast = AUGRU(8, 8, implementation="triton").to(DEVICE)
     fast.load_state_dict(ref.state_dict())
     x, att, lengths = torch.randn(20, 10, 8), torch.rand(20, 10), torch.randint(0, 11, (20,))
     want, _ = ref(x, att, lengths)

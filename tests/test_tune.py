@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from bench.cli import main
 from bench.config_io import to_dict
+from bench.run import predictions
 
 ROOT = Path(__file__).parents[1]
 TINY = str(Path(__file__).with_name("tiny_suite.toml"))
@@ -35,6 +37,9 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
     assert best["model"] == "dien-augru+aux" and best["metric"] == "val_auc"
     complete = trials[trials["state"] == "COMPLETE"]
     assert best["value"] == pytest.approx(complete["value"].max())  # the best finished trial's validation AUC
+    chosen = trials.set_index("number").loc[best["trial"]]  # best.json names that trial, with its parameters
+    assert chosen["state"] == "COMPLETE" and chosen["value"] == pytest.approx(best["value"])
+    assert {k: chosen[f"params_{k}"] for k in best["params"]} == pytest.approx(best["params"])
     assert best["model_config"]["gru_type"] == "AUGRU" and best["model_config"]["use_aux_loss"] is True
     assert json.loads((out / "metadata.json").read_text())["flush_denormal"] is True
     assert tune(out, "--trials", "2", "--epochs", "1") == 0  # the same study goes on
@@ -43,7 +48,10 @@ def test_three_trials_write_every_output_and_continue(tmp_path, capsys):
     assert main(["run", "--params-from", str(out / "best.json"), "--seeds", "2", "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
     runs = pd.read_csv(tmp_path / "eval" / "runs.csv")
     learned = runs[runs["model"] == "dien-augru+aux/tuned"]
-    assert len(learned) == 2 and learned["test_auc"].notna().all()
+    assert sorted(learned["seed"]) == [0, 1]
+    for row in learned.itertuples():  # each seed's test AUC is that of its saved test predictions
+        saved = predictions.load(tmp_path / "eval", "synthetic", row.model, row.seed)
+        assert row.test_auc == pytest.approx(roc_auc_score(saved.label, saved.score), abs=1e-9)
     assert set(runs["model"]) == {"dien-augru+aux/tuned", "popularity", "recent-category"}  # beside the non-learned rows
 
 
@@ -53,7 +61,7 @@ def test_tuned_against_tuned_trains_each_study_config_in_one_table(tmp_path, cap
     row; studies on other data or with other untuned settings, and two studies of one model
     under one study name, are refused."""
     from bench.suite import load_suite
-    from bench.tuning_params import apply_params
+    from bench.tune.params import apply_params
 
     space = tmp_path / "space.toml"
     space.write_text('[batch_size]\ntype = "choice"\nvalues = [32, 64]\n')
@@ -243,7 +251,7 @@ def test_open_storage_retries_the_table_creation_race(monkeypatch):
     import optuna
     import sqlalchemy.exc
 
-    from bench.tuning import study
+    from bench.tune import study
 
     calls = []
 

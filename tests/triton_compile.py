@@ -17,7 +17,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from dien_core.recurrent import triton_loops
+from dien_core.kernels import triton_loops
 
 FORWARD_ARGS = "gi c0 c1 w_hh b_ih b_hh hs gates n_all gh_n T B H".split()
 BACKWARD_ARGS = "d_hs gates n_all gh_n hs c0 c1 w_hh dgi dgh_n dc0 dc1 T B H".split()

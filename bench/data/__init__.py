@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..config_io import to_dict
 from . import cache
 from .amazon import TEST as AMAZON_TEST
 from .amazon import TRAIN as AMAZON_TRAIN
@@ -88,7 +88,7 @@ def source_files(config: DataConfig) -> list[Path]:
 def load_dataset(config: DataConfig, use_cache: bool = True) -> Dataset:
     """Build (or read from the cache) the indexed dataset that ``config`` describes."""
     files = source_files(config)
-    options = to_dict(config)
+    options = dataclasses.asdict(config)  # the cache key's: the data package reads no harness module
     options.pop("data_dir", None)
     for name in ("user_feature", "user_dropout", "negative_sampling"):  # applied when batches are made
         options.pop(name, None)

@@ -83,12 +83,12 @@ class DataParallel(Local):
         self._rows = size
         return part
 
-    def loss(self, output: Output, batch: Batch, alpha: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def loss(self, output: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         row_weight, pair_weight = self._weights
         bce = F.binary_cross_entropy_with_logits(output.logits, batch.label)
         aux = output.aux_loss * pair_weight.to(output.aux_loss.dtype)
         # DDP divides the summed gradients by the world size: times it here, the mean over ranks is the sum.
-        loss = self.world * (row_weight * bce + alpha * aux)
+        loss = self.world * (row_weight * bce + output.alpha * aux)
         return loss, aux.detach(), self._rows
 
     def epoch_sums(self, loss_sum: torch.Tensor, aux_sum: torch.Tensor) -> tuple[float, float]:
@@ -124,7 +124,7 @@ class DataParallel(Local):
 
 
 class TorchrunCells:
-    """``bench.runner.run_suite``'s ``execute`` on a torchrun rank: rank 0's cells, each trained data-parallel."""
+    """``bench.run.runner.run_suite``'s ``execute`` on a torchrun rank: rank 0's cells, each trained data-parallel."""
 
     def __init__(self, parallel: DataParallel, backend: str) -> None:
         self.parallel = parallel
@@ -132,7 +132,7 @@ class TorchrunCells:
         self.metadata = {"execution": {"engine": "torchrun", "world_size": parallel.world, "backend": backend}}
 
     def __call__(self, suite, todo: list, device: torch.device, log):
-        from ..runner import run_in_process
+        from ..run.runner import run_in_process
 
         todo = self.parallel.broadcast(todo)  # before rank 0 writes a row: every rank runs rank 0's list
         return run_in_process(suite, todo, device, log, parallel=self.parallel, load=self.parallel.load)

@@ -29,8 +29,8 @@ from torch import nn
 
 from dien_core import VocabSizes, total_loss
 
-from ..models import build_model, check_model_name
-from ..profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, random_batch
+from ..models import PAPER_SHAPES, REALISTIC_VOCAB, build_model, check_model_name
+from ..profile.steps import random_batch
 
 
 def split_gradients(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]:
@@ -68,12 +68,12 @@ def measure(rank: int, world: int, args: argparse.Namespace, store: str) -> None
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     vocab = VocabSizes(*args.vocab)
     torch.manual_seed(0)
-    model = build_model(args.model, PAPER_SHAPES, vocab)
+    model = build_model(args.model, PAPER_SHAPES, vocab, torch.device("cpu"))
     batch = random_batch(args.batch_size, args.seq_len, "mixed", vocab, torch.device("cpu"), seed=rank)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        total_loss(model(batch), batch.label, PAPER_SHAPES.alpha).backward()
+        total_loss(model(batch), batch.label).backward()
 
     step_seconds = timed(step, args.repeats)
     embedding, other = split_gradients(model)

@@ -12,9 +12,9 @@ from .ddp import torchrun_group, torchrun_world
 
 @contextmanager
 def execution(ray_address: str | None, device_text: str, suite) -> Iterator[tuple[torch.device, object]]:
-    """``(device, execute)`` for ``bench.runner.run_suite``; Ray is shut down and a process group destroyed on exit
+    """``(device, execute)`` for ``bench.run.runner.run_suite``; Ray is shut down and a process group destroyed on exit
     (where this started them). ``execute`` is None for the plain run in this process."""
-    from ..cli import parse_device
+    from ..results_io import parse_device
 
     under_torchrun = torchrun_world() is not None
     if ray_address is not None and under_torchrun:

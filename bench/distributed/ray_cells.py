@@ -19,7 +19,7 @@ import torch
 
 from .. import results_io
 from ..data import load_dataset
-from ..runner import CellResult, cell_data, cell_name, run_cell
+from ..run.runner import CellResult, cell_data, cell_name, run_cell
 from .resources import CellResources
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -70,7 +70,7 @@ def cell_task(suite, data, row, seed, dataset, device: str, threads: int, flush_
 
 
 class RayCells:
-    """``bench.runner.run_suite``'s ``execute``: each cell a Ray task, results yielded as they finish.
+    """``bench.run.runner.run_suite``'s ``execute``: each cell a Ray task, results yielded as they finish.
 
     ``on_epoch(cell_key, epoch, val_auc)`` runs inside the task after each epoch (a progress hook; the tests
     kill a worker there). ``window`` bounds the tasks in flight (default: twice the cells the cluster fits at

@@ -19,7 +19,7 @@ from torch.utils.benchmark import Timer
 from dien_core.serving import ServingModel, stack
 from dien_core.serving import parts as P
 
-from ..profile import count_flops, matmul_gflops
+from ..profile.timing import count_flops, matmul_gflops
 from .latency import model_for
 from .workload import random_requests
 
@@ -45,7 +45,7 @@ def stages(model: torch.nn.Module, history: P.History, item, cate, owner) -> dic
     if "inputs" in history.extra:
         layer = model.evolution.gru
         out[f"{layer.kind} recurrence (K rows, T steps)"] = lambda: P.candidate_recurrence(
-            layer, history.extra["inputs"], weights, history.mask, owner, "kernels"
+            layer, history.extra["inputs"], weights, history.mask, owner, "planned"
         )
     else:
         out["attention pooling"] = lambda: P.pool(weights, keys, owner)
@@ -68,7 +68,8 @@ def model_section(name: str, candidates: int, seq_len: int, device: torch.device
         }
         timed.update({f"  {k}": v for k, v in stages(model, history, a.item, a.cate, a.owner).items()})
         ms = {label: _median_ms(fn, min_run_time) for label, fn in timed.items()}
-        flops = count_flops(lambda: serving(*a.tensors()))
+        counted = ServingModel(model_for(name, device, backend="torch"))  # operators the FLOP counter sees
+        flops = count_flops(lambda: counted(*a.tensors()))
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
             for _ in range(5):

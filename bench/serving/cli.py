@@ -23,24 +23,36 @@ QUICK = {"models": "din,dien-augru+aux", "candidates": "1,10", "seq_lens": "20",
          "mb_requests": 200, "loads": "0.5,1,2", "policies": "0:1,2:8", "at": "10,20"}  # fmt: skip
 
 
+def listed(values) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
 def add_latency_parser(sub) -> None:
+    from .latency import LatencyConfig
+    from .load import MicrobatchConfig
+
+    lat, mb = LatencyConfig(), MicrobatchConfig()  # the flags' defaults are the configs', written once
     p = sub.add_parser("latency", help="per-request serving latency (p50..p99.9): batched, shared history, exported; micro-batching",
                        epilog=LATENCY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--models", default="din,dien-augru+aux", help="comma list of model names (default: din,dien-augru+aux)")
-    p.add_argument("--impls", default="batched,shared,shared-cudagraph,exported",
+    p.add_argument("--models", default=listed(lat.models), help=f"comma list of model names (default: {listed(lat.models)})")
+    p.add_argument("--impls", default=listed(lat.impls),
                    help="comma list of batched, shared, shared-cudagraph (CUDA only), exported (AOTInductor), onnx (ONNX Runtime) "
-                        "(default: batched,shared,shared-cudagraph,exported)")  # fmt: skip
-    p.add_argument("--candidates", default="1,10,100,500", help="candidates per request K, comma list (default: 1,10,100,500)")
-    p.add_argument("--seq-lens", default="50,100,200", help="history lengths T, comma list (default: 50,100,200)")
-    p.add_argument("--requests", type=int, default=1000, help="timed requests per cell, after the warm-up (default: 1000)")
-    p.add_argument("--warmup", type=int, default=50, help="untimed requests per cell and implementation first (default: 50)")
-    p.add_argument("--block", type=int, default=100, help="implementations take turns by blocks of this many requests (default: 100)")
-    p.add_argument("--lengths", default="full", choices=("full", "mixed"), help="histories all of T steps, or uniform in 0..T")
+                        f"(default: {listed(lat.impls)})")  # fmt: skip
+    p.add_argument("--candidates", default=listed(lat.candidates),
+                   help=f"candidates per request K, comma list (default: {listed(lat.candidates)})")  # fmt: skip
+    p.add_argument("--seq-lens", default=listed(lat.seq_lens), help=f"history lengths T, comma list (default: {listed(lat.seq_lens)})")
+    p.add_argument("--requests", type=int, default=lat.requests,
+                   help=f"timed requests per cell, after the warm-up (default: {lat.requests})")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=lat.warmup,
+                   help=f"untimed requests per cell and implementation first (default: {lat.warmup})")  # fmt: skip
+    p.add_argument("--block", type=int, default=lat.block,
+                   help=f"implementations take turns by blocks of this many requests (default: {lat.block})")  # fmt: skip
+    p.add_argument("--lengths", default=lat.lengths, choices=("full", "mixed"), help="histories all of T steps, or uniform in 0..T")
     p.add_argument("--threads", type=int, help="CPU threads (torch's and ONNX Runtime's; default: torch's default)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--peers", action="store_true", help="add DeepCTR-Torch's DIEN and DIN on the same requests (needs .[peers])")
     p.add_argument("--peer-requests", type=int, help="timed requests per cell for the peers (default: --requests)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the requests (default: 0)")
+    p.add_argument("--seed", type=int, default=lat.seed, help=f"seed of the requests (default: {lat.seed})")
     p.add_argument("--export-dir", help="keep the exported packages here and reuse them (default: a temporary folder)")
     p.add_argument(
         "--quick",
@@ -51,16 +63,20 @@ def add_latency_parser(sub) -> None:
     g = p.add_argument_group("micro-batching (--microbatch) and breakdown (--breakdown), at one cell")
     g.add_argument("--microbatch", action="store_true", help="simulate open-loop arrivals into a batcher; microbatch.csv/md/png")
     g.add_argument("--breakdown", action="store_true", help="where a request's time goes on the shared path; breakdown.md")
-    g.add_argument("--at", default="100,100", help="K,T of the micro-batching sweep and the breakdown (default: 100,100)")
-    g.add_argument("--mb-requests", type=int, default=1000, help="requests per load point (default: 1000)")
+    at = f"{mb.candidates},{mb.seq_len}"
+    g.add_argument("--at", default=at, help=f"K,T of the micro-batching sweep and the breakdown (default: {at})")
+    g.add_argument("--mb-requests", type=int, default=mb.requests, help=f"requests per load point (default: {mb.requests})")
     g.add_argument("--rates", help="offered loads in requests/s, comma list (default: --loads)")
-    g.add_argument("--loads", default="0.25,0.5,0.75,0.9,1,1.25,1.5,2,3",
-                   help="offered loads as multiples of what the workers hold without batching (default: 0.25,...,3)")  # fmt: skip
-    g.add_argument("--policies", default="0:1,0:16,2:16,5:32", help="batching policies max_wait_ms:max_batch (0:1: none; default: "
-                   "0:1,0:16,2:16,5:32)")  # fmt: skip
-    g.add_argument("--workers", type=int, default=1, help="workers the batches go to, each with --threads threads (default: 1)")
-    g.add_argument("--mb-impl", default="shared", choices=("shared", "batched"), help="the path a batch runs through (default: shared)")
-    g.add_argument("--p99-budget-ms", type=float, default=20.0, help="the p99 budget the capacity table reads (default: 20)")
+    g.add_argument("--loads", default=listed(mb.loads),
+                   help=f"offered loads as multiples of what the workers hold without batching (default: {listed(mb.loads)})")  # fmt: skip
+    policies_text = ",".join(f"{wait:g}:{size}" for wait, size in mb.policies)
+    g.add_argument("--policies", default=policies_text,
+                   help=f"batching policies max_wait_ms:max_batch (0:1: none; default: {policies_text})")  # fmt: skip
+    g.add_argument("--workers", type=int, default=mb.workers,
+                   help=f"workers the batches go to, each with --threads threads (default: {mb.workers})")  # fmt: skip
+    g.add_argument("--mb-impl", default=mb.impl, choices=("shared", "batched"), help=f"the path a batch runs through (default: {mb.impl})")
+    g.add_argument("--p99-budget-ms", type=float, default=mb.p99_budget_ms,
+                   help=f"the p99 budget the capacity table reads (default: {mb.p99_budget_ms:g})")  # fmt: skip
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.add_argument("--out", help="output root (default: runs/serving); a folder per device type below it")
     p.set_defaults(func=cmd_latency, defaults={a.dest: a.default for a in p._actions})
@@ -84,8 +100,9 @@ def policies(text: str) -> tuple[tuple[float, int], ...]:
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
-    from ..cli import parse_device
     from ..config_io import to_dict
+    from ..models import PAPER_SHAPES, plans_of
+    from ..results_io import parse_device
     from . import report
     from .export import onnx_available
     from .latency import LatencyConfig, run_latency
@@ -112,7 +129,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     )  # fmt: skip
     device = parse_device(args.device)
     if config.peers:
-        from .. import peers
+        from ..profile import peers
 
         if not peers.available():
             raise ValueError("--peers needs the package deepctr-torch (pip install -e '.[peers]')")
@@ -123,6 +140,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     results_io.flush_denormals(keep=args.keep_denormals)
     out = (Path(args.out) if args.out else Path("runs") / "serving") / device.type
     meta = results_io.metadata("latency", device, {"latency": to_dict(config), "microbatch": to_dict(microbatch)})
+    meta["plans"] = plans_of(config.models, PAPER_SHAPES, device, log=lambda m: print(m, file=sys.stderr))
     written = []
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if not args.no_latency:

@@ -1,6 +1,6 @@
 """The exported serving path, loadable without this repository's code.
 
-``ServingModel(model, plan="torch")`` (torch ops only, the recurrences unrolled step by step) goes
+``ServingModel(model, loops="unrolled")`` (torch ops only, the recurrences unrolled step by step) goes
 through ``torch.export`` with the candidate count dynamic and the history length fixed: a graph
 serves any history up to its T, padded, since ``lengths`` masks the rest. Then either
 
@@ -34,7 +34,7 @@ def export_program(model: torch.nn.Module, seq_len: int, device: torch.device) -
         raise ValueError(f"an exported graph has a fixed history length T >= 1 (shorter histories are padded), got {seq_len}")
     if model.training:
         raise ValueError("export the model in eval mode: call model.eval() first")
-    serving = ServingModel(model, plan="torch")
+    serving = ServingModel(model, loops="unrolled")
     tables = model.embedding
     vocab = VocabSizes(tables.user.num_embeddings, tables.item.num_embeddings, tables.cate.num_embeddings)
     # K = 3 in the example: torch.export specialises dimensions of size 0 or 1

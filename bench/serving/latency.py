@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +12,7 @@ import torch
 from dien_core.serving import Request
 
 from .. import results_io
-from ..models import MODEL_NAMES, build_model
-from ..profile_steps import PAPER_SHAPES, REALISTIC_VOCAB
+from ..models import MODEL_NAMES, PAPER_SHAPES, REALISTIC_VOCAB, build_model
 from . import peers
 from .impls import IMPLS, PEER_IMPL, Impl, make_impls, make_peer_impl
 from .stats import latency_summary
@@ -67,10 +66,10 @@ class LatencyConfig:
             raise ValueError(f"unknown lengths {self.lengths!r}; allowed: full, mixed")
 
 
-def model_for(name: str, device: torch.device) -> torch.nn.Module:
-    """``name`` at the paper's sizes with the Amazon vocabularies, seeded, in eval mode."""
+def model_for(name: str, device: torch.device, backend: str = PAPER_SHAPES.backend) -> torch.nn.Module:
+    """``name`` at the paper's sizes with the Amazon vocabularies, seeded, in eval mode, planned for ``device``."""
     torch.manual_seed(0)
-    return build_model(name, PAPER_SHAPES, REALISTIC_VOCAB).to(device).eval()
+    return build_model(name, replace(PAPER_SHAPES, backend=backend), REALISTIC_VOCAB, device).eval()
 
 
 def run_latency(config: LatencyConfig, device: torch.device, out: Path, export_dir: Path | None = None, log=print) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""DeepCTR-Torch's DIEN and DIN scoring a request's K rows, built as ``bench/peers.py`` builds them.
+"""DeepCTR-Torch's DIEN and DIN scoring a request's K rows, built as ``bench/profile/peers.py`` builds them.
 
 The same feature columns and sizes as the training peers (``run_dien.py`` / ``run_din.py`` in
 DeepCTR-Torch's examples), in eval mode, with one change for serving: its DIEN is built without
@@ -15,10 +15,10 @@ import torch
 
 from dien_core.serving import Request
 
-from ..peers import PEER_MODELS
-from ..profile_steps import PAPER_SHAPES, REALISTIC_VOCAB
+from ..models import PAPER_SHAPES, REALISTIC_VOCAB
+from ..profile.peers import PEER_MODELS
 
-# our model name -> DeepCTR-Torch's model of the same kind (bench/peers.py's names)
+# our model name -> DeepCTR-Torch's model of the same kind (bench/profile/peers.py's names)
 PEER_OF = {ours: peer for peer, ours in (("deepctr-torch/dien-augru+aux", "dien-augru+aux"), ("deepctr-torch/din", "din"))}
 assert set(PEER_OF.values()) == set(PEER_MODELS)
 

@@ -7,7 +7,7 @@ import torch
 from dien_core import VocabSizes
 from dien_core.serving import Request
 
-from ..profile_steps import REALISTIC_VOCAB
+from ..models import REALISTIC_VOCAB
 
 
 def random_requests(count: int, candidates: int, seq_len: int, seed: int = 0, vocab: VocabSizes = REALISTIC_VOCAB,

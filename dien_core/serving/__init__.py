@@ -5,7 +5,7 @@ inputs. The models' ``encode_history`` / ``score_candidates`` methods are made o
 """
 
 from .model import ServingModel
-from .parts import PLANS, History
+from .parts import LOOPS, History
 from .requests import Request, Requests, stack
 
-__all__ = ["History", "PLANS", "Request", "Requests", "ServingModel", "stack"]
+__all__ = ["History", "LOOPS", "Request", "Requests", "ServingModel", "stack"]

@@ -13,8 +13,8 @@ Every model splits its eval forward in two (``encode_history``, ``score_candidat
 - ``split_head``: the head's first layer split by parts, the request's parts (user, pooled
   history) once, the candidate's per candidate.
 
-``plan`` says how the recurrences run: ``"kernels"``, the layers' own fast loops (C++ on CPU,
-Triton on CUDA, as in training); ``"torch"``, torch ops only, one step after another, which
+``loops`` says how the recurrences run: ``"planned"``, each layer's own implementation as the model's
+plan chose it (C++ on CPU, Triton on CUDA, as in training); ``"unrolled"``, torch ops only, one step after another, which
 ``torch.export`` traces into a graph with the loop unrolled (the exported form).
 """
 
@@ -26,21 +26,18 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .. import cpp
 from ..attention import AttentionUnit
 from ..batch import step_mask
 from ..embedding import FeatureEmbedding
 from ..head import Head
-from ..recurrent.fused import PythonLoops
-from ..recurrent.triton_loops import TritonLoops, use_triton
 
-PLANS = ("kernels", "torch")
+LOOPS = ("planned", "unrolled")
 
 
-def check_plan(plan: str) -> str:
-    if plan not in PLANS:
-        raise ValueError(f"unknown serving plan {plan!r}; allowed: {', '.join(PLANS)}")
-    return plan
+def check_loops(loops: str) -> str:
+    if loops not in LOOPS:
+        raise ValueError(f"unknown serving loops {loops!r}; allowed: {', '.join(LOOPS)}")
+    return loops
 
 
 @dataclass(frozen=True)
@@ -169,23 +166,17 @@ def torch_loop(gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, w_hh
     return torch.stack(states) if states else gi.new_zeros(0, B, H)
 
 
-def run_loop(layer: torch.nn.Module, gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, plan: str) -> torch.Tensor:
-    """The recurrence of ``layer`` (its weights and backend) on prepared inputs -> ``hs (T, B, H)``."""
+def run_loop(layer: torch.nn.Module, gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, loops: str) -> torch.Tensor:
+    """The recurrence of ``layer`` (its weights and its plan's loops) on prepared inputs -> ``hs (T, B, H)``."""
     T, B, GH = gi.shape
     w = (layer.weight_hh, layer.bias_ih, layer.bias_hh)
-    if plan == "torch":
+    if loops == "unrolled":
         return torch_loop(gi, c0, c1, *w)
-    if cpp.use_kernels(layer.backend, gi.device):
-        loops = cpp.kernels()
-    elif use_triton(layer.backend, gi.device, layer.weight_hh.dtype, layer.hidden_size):
-        loops = TritonLoops
-    else:
-        loops = PythonLoops
-    return loops.forward_loop(gi, c0, c1, *w, False)[0]
+    return layer.loops(gi.device).forward_loop(gi, c0, c1, *w, False)[0]
 
 
 def coefficients(kind: str, convention: str, att: torch.Tensor | None, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``u_t = c0 + c1 z_t`` of ``recurrent/fused.py``'s table, ``att, mask (B, T)`` -> ``(T, B, 1)`` each."""
+    """``u_t = c0 + c1 z_t`` of ``kernels/fused.py``'s table, ``att, mask (B, T)`` -> ``(T, B, 1)`` each."""
     m = mask.t().unsqueeze(-1).to(att.dtype if att is not None else torch.float32)
     if kind in ("GRU", "AIGRU"):
         return m, -m
@@ -204,23 +195,23 @@ def input_projection(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def history_recurrence(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor,
-                       plan: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                       loops: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """A recurrence without attention over ``x (R, T, I)`` -> ``out (R, T, H)`` (zero at padding),
-    ``last (R, H)``. ``"kernels"`` calls the layer itself: the training path's numerics."""
+    ``last (R, H)``. ``"planned"`` calls the layer itself: the training path's numerics."""
     R, T, I = x.shape
-    if plan == "kernels":
+    if loops == "planned":
         return layer(x, None, lengths)
     H = layer.hidden_size
     if T == 0:
         return x.new_zeros(R, 0, H), x.new_zeros(R, H)
     c0, c1 = coefficients("GRU", "paper", None, mask)
     c0, c1 = c0.to(x.dtype), c1.to(x.dtype)
-    hs = run_loop(layer, input_projection(layer, x), c0, c1, plan)  # (T, R, H)
+    hs = run_loop(layer, input_projection(layer, x), c0, c1, loops)  # (T, R, H)
     return (hs * c0).transpose(0, 1), hs[-1]
 
 
 def candidate_recurrence(layer: torch.nn.Module, gi: torch.Tensor, att: torch.Tensor, mask: torch.Tensor, owner: torch.Tensor,
-                         plan: str) -> torch.Tensor:  # fmt: skip
+                         loops: str) -> torch.Tensor:  # fmt: skip
     """AIGRU, AGRU or AUGRU per candidate: ``gi (T, R, G*H)`` the requests' input projection
     (``input_projection``), ``att (N, T)`` each candidate's scores, ``mask (R, T)`` -> the final state ``(N, H)``.
     At padded steps ``u = 0`` keeps the state, so the last step's state is the one at ``length - 1``."""
@@ -231,4 +222,4 @@ def candidate_recurrence(layer: torch.nn.Module, gi: torch.Tensor, att: torch.Te
     if layer.kind == "AIGRU":  # W (a x) = a (W x)
         gi = gi * att.t().unsqueeze(-1)
     c0, c1 = coefficients(layer.kind, layer.convention, att, per_candidate(mask, owner))
-    return run_loop(layer, gi, c0, c1, plan)[-1]
+    return run_loop(layer, gi, c0, c1, loops)[-1]

@@ -13,7 +13,8 @@ import torch
 
 from bench import results_io
 from bench.data import BatchLoader, DataConfig, SyntheticConfig, load_dataset
-from bench.profile_steps import PAPER_SHAPES, REALISTIC_VOCAB, make_step, random_batch
+from bench.models import PAPER_SHAPES, REALISTIC_VOCAB
+from bench.profile.steps import make_step, random_batch
 from dien_core.recurrent import AGRU, AUGRU, GRU
 
 B, D = 128, 36
@@ -35,7 +36,7 @@ def layer_step(name: str, T: int, batch: int = B, device: str = "cpu"):
         run = lambda: layer(x)  # noqa: E731
     else:
         kind, backend = name.split("/")
-        layer = {"GRU": GRU, "AGRU": AGRU, "AUGRU": AUGRU}[kind](D, D, backend=backend).to(device)
+        layer = {"GRU": GRU, "AGRU": AGRU, "AUGRU": AUGRU}[kind](D, D, implementation=backend).to(device)
         run = lambda: layer(x, att, lengths)  # noqa: E731
 
     def step():
@@ -49,7 +50,7 @@ def layer_step(name: str, T: int, batch: int = B, device: str = "cpu"):
 
 @pytest.mark.parametrize("T", [20, 50, 100])
 @pytest.mark.parametrize(
-    "name", ["nn.GRU", "GRU/fused", "GRU/cpp", "AGRU/fused", "AGRU/cpp", "AUGRU/fused", "AUGRU/cpp", "AUGRU/reference"]
+    "name", ["nn.GRU", "GRU/native", "GRU/cpp", "AGRU/torch", "AGRU/cpp", "AUGRU/torch", "AUGRU/cpp", "AUGRU/reference"]
 )
 def test_recurrent_layer_forward_backward(benchmark, name, T):
     benchmark.group = f"recurrent fwd+bwd (128, {T}, 36)"
@@ -59,7 +60,7 @@ def test_recurrent_layer_forward_backward(benchmark, name, T):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 @pytest.mark.parametrize("T", [50, 100])
 @pytest.mark.parametrize("batch", [1024, 4096])
-@pytest.mark.parametrize("name", ["nn.GRU", "GRU/triton", "AGRU/triton", "AUGRU/triton", "AUGRU/fused"])
+@pytest.mark.parametrize("name", ["nn.GRU", "GRU/triton", "AGRU/triton", "AUGRU/triton", "AUGRU/torch"])
 def test_recurrent_layer_forward_backward_cuda(benchmark, name, batch, T):
     benchmark.group = f"cuda recurrent fwd+bwd ({batch}, {T}, 36)"
     benchmark(layer_step(name, T, batch, "cuda"))

@@ -1,0 +1,10 @@
+// Python bindings of dien_core's CPU kernels (loaded by dien_core/kernels/cpp.py).
+#include "kernels.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward_loop", &dien_core::forward_loop, "FusedRecurrence forward loop (CPU)");
+  m.def("backward", &dien_core::backward, "FusedRecurrence backward (CPU)");
+  m.def("gather_rows", &dien_core::gather_rows, "rows of several tables side by side, id 0 as zeros (CPU)");
+  m.def("scatter_rows", &dien_core::scatter_rows, "dense table gradient of several lookups, id 0 skipped (CPU)");
+  m.def("aux_loss", &dien_core::aux_loss, "auxiliary loss and its gradients, fused over row tiles (CPU)");
+}
