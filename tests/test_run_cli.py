@@ -199,3 +199,31 @@ def test_default_synthetic_ranks_dien_over_din_over_sum_pooling():
             aucs.append(evaluate(model, dataset, dataset.test, 4096, torch.device("cpu"))["auc"])
         mean[name] = sum(aucs) / 3
     assert mean["dien-augru+aux"] > mean["din"] > mean["sum-pooling"], mean
+
+
+def test_an_interrupted_run_leaves_every_predictions_folder_described(tmp_path):
+    """Each predictions folder's metadata.json is written as its file is, so a run stopped after its
+    first learned cell (Ctrl-C) still says which cell wrote each file; the next run keeps them."""
+    from dataclasses import replace
+
+    import torch
+
+    from bench.run import runner
+    from bench.suite import load_suite
+
+    suite = replace(load_suite(TINY), seeds=(0,))
+    out = tmp_path / "out"
+
+    def stops_after_a_learned_cell(suite, todo, device, log):
+        for cell, test in runner.run_in_process(suite, todo, device, log):
+            yield cell, test
+            if cell.curve is not None:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_suite(suite, out, torch.device("cpu"), log=lambda m: None, execute=stops_after_a_learned_cell)
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["model"]) == ["popularity", "recent-category", "sum-pooling"]  # three cells, then the interrupt
+    for row in runs.itertuples():
+        made = json.loads((out / "predictions" / "synthetic" / row.model / "metadata.json").read_text())
+        assert [(c["seed"], c["commit"], c["config_hash"]) for c in made["cells"]] == [(0, row.commit, row.config_hash)]

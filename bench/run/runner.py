@@ -103,6 +103,7 @@ def run_suite(
     meta["plans"] = {name: plan.as_dict() for name, plan in plans.items()}
     meta.update(getattr(execute, "metadata", {}))
     results_io.write_metadata_of_invocations(out, meta, cells_run=0)
+    predictions.describe(out, done)  # folders an interrupted earlier invocation left undescribed
     for i, (cell, test) in enumerate((execute or run_in_process)(suite, todo, device, log), 1):
         key = {"dataset": cell.dataset, "model": cell.model, "seed": cell.seed}
         if cell.curve is not None:
@@ -113,12 +114,13 @@ def run_suite(
             "config_hash": cell.config_hash, "commit": results_io.git_commit(),
         }])  # fmt: skip
         results_io.write_metadata_of_invocations(out, meta, cells_run=i)
+        runs = results_io.read_csv(runs_path)
+        predictions.describe(out, runs[(runs["dataset"] == cell.dataset) & (runs["model"] == cell.model)])  # as each file is written
         values = cell.values
         log(f"[{i}/{len(todo)}] {cell.model} seed {cell.seed}: val AUC {values['val_auc']:.4f}, test AUC {values['test_auc']:.4f}"
             + (f" ({values['epochs']} epochs, stopped by {values['stopped']}, {values['train_seconds']:.0f} s)"
                if cell.curve is not None else " (non-learned)"))  # fmt: skip
     runs = results_io.read_csv(runs_path)
-    predictions.describe(out, runs)
     wanted = {(d.dataset, cell_name(r), s) for d, r, s in cells}
     runs = runs[[k in wanted for k in map(tuple, runs[KEY].to_numpy().tolist())]]
     curves = results_io.read_csv(curves_path)
