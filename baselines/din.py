@@ -19,7 +19,7 @@ class DIN(nn.Module):
     @staticmethod
     def pieces(config: ModelConfig) -> tuple[str, ...]:
         """The plan's pieces this model uses."""
-        return ("embedding",)
+        return ("embedding", "serving_attention")
 
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
@@ -50,7 +50,8 @@ class DIN(nn.Module):
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention, pooling, the head."""
         (N,) = item.shape
         target = parts.embed_candidates(self.embedding, item, cate)
-        weights = parts.candidate_attention(self.attention, history.hist, history.extra["key_part"], target, owner, history.mask)
+        weights = parts.candidate_attention(self.attention, history.hist, history.extra["key_part"], target, owner, history.mask,
+                                           parts.attention_implementation(self.plan, loops))
         pooled = parts.pool(weights, history.hist, owner)
         s = history.hist_sum
         features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (pooled, False)]

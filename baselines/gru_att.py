@@ -22,7 +22,7 @@ class GRUAttention(nn.Module):
     @staticmethod
     def pieces(config: ModelConfig) -> tuple[str, ...]:
         """The plan's pieces this model uses."""
-        return ("embedding", "GRU")
+        return ("embedding", "GRU", "serving_attention")
 
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
@@ -59,7 +59,8 @@ class GRUAttention(nn.Module):
         (N,) = item.shape
         states = history.extra["states"]
         target = parts.embed_candidates(self.embedding, item, cate)
-        weights = parts.candidate_attention(self.attention, states, history.extra["key_part"], target, owner, history.mask)
+        weights = parts.candidate_attention(self.attention, states, history.extra["key_part"], target, owner, history.mask,
+                                           parts.attention_implementation(self.plan, loops))
         pooled = parts.pool(weights, states, owner)
         s = history.hist_sum
         features = [(history.user, True), (target, False), (s, True), (target * parts.per_candidate(s, owner), False), (pooled, False),

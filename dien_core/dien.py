@@ -30,7 +30,7 @@ class DIEN(nn.Module):
     @staticmethod
     def pieces(config: ModelConfig) -> tuple[str, ...]:
         """The plan's pieces this model uses."""
-        return ("embedding", "GRU", config.gru_type, *(("aux_loss",) if config.use_aux_loss else ()))
+        return ("embedding", "GRU", config.gru_type, *(("aux_loss",) if config.use_aux_loss else ()), "serving_attention")
 
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
@@ -78,7 +78,8 @@ class DIEN(nn.Module):
         (N,) = item.shape
         evolution, keys = self.evolution, history.extra["keys"]
         target = parts.embed_candidates(self.embedding, item, cate)
-        weights = parts.candidate_attention(evolution.attention, keys, history.extra["key_part"], target, owner, history.mask)
+        weights = parts.candidate_attention(evolution.attention, keys, history.extra["key_part"], target, owner, history.mask,
+                                           parts.attention_implementation(self.plan, loops))
         if evolution.gru_type == "GRU":
             interest = parts.pool(weights, keys, owner)
         else:

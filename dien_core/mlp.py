@@ -58,7 +58,7 @@ class MaskedActivation(nn.Module):
             self.act = nn.Sigmoid()
         else:
             raise ValueError(f"unknown activation {name!r}; allowed: sigmoid, relu, prelu, dice")
-        self.uses_mask = name == "dice"
+        self.name, self.uses_mask = name, name == "dice"
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         *_, H = x.shape

@@ -13,23 +13,23 @@ from tests.helpers import VOCAB, needs_cpp, random_batch
 
 F32, F64, BF16 = torch.float32, torch.float64, torch.bfloat16
 # Each row: device, dtype, autocast, backend -> implementations in PIECES order
-# (embedding, GRU, AIGRU, AGRU, AUGRU, aux_loss), with the C++ kernels built and triton importable.
+# (embedding, GRU, AIGRU, AGRU, AUGRU, aux_loss, serving_attention), with the C++ kernels built and triton importable.
 TABLE = [
-    ("cpu", F32, False, "auto", "cpp cpp cpp cpp cpp cpp"),
-    ("cpu", F64, False, "auto", "cpp cpp cpp cpp cpp cpp"),
-    ("cpu", BF16, False, "auto", "cpp cpp cpp cpp cpp torch"),  # bfloat16 weights: not the C++ auxiliary loss
-    ("cpu", F32, True, "auto", "cpp cpp cpp cpp cpp torch"),  # the C++ auxiliary loss does not run under autocast
-    ("cpu", F32, False, "reference", "reference reference reference reference reference reference"),
-    ("cpu", F32, False, "torch", "torch torch torch torch torch torch"),
-    ("cpu", F32, False, "native", "torch native native torch torch torch"),
-    ("cpu", F32, False, "cpp", "cpp cpp cpp cpp cpp cpp"),
-    ("cuda", F32, False, "auto", "torch native native triton triton torch"),
-    ("cuda", F32, True, "auto", "torch native native triton triton torch"),  # the loops run in the weights' float32
-    ("cuda", F64, False, "auto", "torch native native torch torch torch"),
-    ("cuda", F32, False, "triton", "torch triton triton triton triton torch"),
-    ("cuda", F32, False, "native", "torch native native torch torch torch"),
-    ("cuda", F32, False, "torch", "torch torch torch torch torch torch"),
-    ("mps", F32, False, "auto", "torch native native torch torch torch"),
+    ("cpu", F32, False, "auto", "cpp cpp cpp cpp cpp cpp cpp"),
+    ("cpu", F64, False, "auto", "cpp cpp cpp cpp cpp cpp cpp"),
+    ("cpu", BF16, False, "auto", "cpp cpp cpp cpp cpp torch torch"),  # bfloat16 weights: not the C++ auxiliary loss
+    ("cpu", F32, True, "auto", "cpp cpp cpp cpp cpp torch torch"),  # the C++ auxiliary loss does not run under autocast
+    ("cpu", F32, False, "reference", "reference reference reference reference reference reference reference"),
+    ("cpu", F32, False, "torch", "torch torch torch torch torch torch torch"),
+    ("cpu", F32, False, "native", "torch native native torch torch torch torch"),
+    ("cpu", F32, False, "cpp", "cpp cpp cpp cpp cpp cpp cpp"),
+    ("cuda", F32, False, "auto", "torch native native triton triton torch torch"),
+    ("cuda", F32, True, "auto", "torch native native triton triton torch torch"),  # the loops run in the weights' float32
+    ("cuda", F64, False, "auto", "torch native native torch torch torch torch"),
+    ("cuda", F32, False, "triton", "torch triton triton triton triton torch torch"),
+    ("cuda", F32, False, "native", "torch native native torch torch torch torch"),
+    ("cuda", F32, False, "torch", "torch torch torch torch torch torch torch"),
+    ("mps", F32, False, "auto", "torch native native torch torch torch torch"),
 ]
 
 
@@ -58,6 +58,7 @@ def test_plan_table(everything_available, device, dtype, autocast, backend, want
         ("cpp", Target("cpu", autocast=True), "not under autocast"),
         ("cpp", Target("cpu", aux_activation="prelu"), "implements hidden layers of sigmoid or relu"),
         ("cpp", Target("cpu", aux_layers=False), "implements hidden layers"),
+        ("cpp", Target("cpu", att_activation="dice"), "serving attention implements hidden layers of sigmoid or relu"),
         ("triton", Target("cpu"), "CUDA tensors"),
         ("triton", Target("cuda", BF16), "float32 weights"),
         ("triton", Target("cuda", hidden_size=80), "up to 64"),
@@ -71,7 +72,7 @@ def test_a_named_form_that_cannot_run_is_refused_when_planned(everything_availab
 def test_refusals_name_only_the_pieces_a_model_uses(everything_available):
     """DIN has no auxiliary loss, so ``cpp`` with a PReLU auxiliary MLP is a valid plan for it."""
     din = build_model("din", ModelConfig(backend="cpp", aux_activation="prelu"), VOCAB)
-    assert din.plan.choices == (("embedding", "cpp"),)
+    assert din.plan.choices == (("embedding", "cpp"), ("serving_attention", "cpp"))
     with pytest.raises(ValueError, match="auxiliary loss implements"):
         build_model("dien-augru+aux", ModelConfig(backend="cpp", aux_activation="prelu"), VOCAB)
 

@@ -37,10 +37,14 @@ def stages(model: torch.nn.Module, history: P.History, item, cate, owner) -> dic
     keys = history.extra.get("keys", history.extra.get("states", history.hist))
     target = P.embed_candidates(model.embedding, item, cate)
 
-    def scores():
-        return P.candidate_attention(attention, keys, history.extra["key_part"], target, owner, history.mask)
+    planned = P.attention_implementation(model.plan, "planned")
 
-    out = {"candidate lookups": lambda: P.embed_candidates(model.embedding, item, cate), "attention scores (K x T)": scores}
+    def scores(implementation: str = planned):
+        return P.candidate_attention(attention, keys, history.extra["key_part"], target, owner, history.mask, implementation)
+
+    out = {"candidate lookups": lambda: P.embed_candidates(model.embedding, item, cate), f"attention scores (K x T), {planned}": scores}
+    if planned != "torch":  # what the plan's form saves against the torch ops
+        out["attention scores (K x T), torch (not run by the request)"] = lambda: scores("torch")
     weights = scores()
     if "inputs" in history.extra:
         layer = model.evolution.gru

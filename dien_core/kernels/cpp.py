@@ -1,6 +1,7 @@
 """dien_core's C++ kernels for CPU (``csrc/``), built on first use: ``FusedRecurrence``'s loops
-(``csrc/recurrence_cpu.cpp``), the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``) and the
-embedding lookup and its backward (``csrc/embedding_cpu.cpp``).
+(``csrc/recurrence_cpu.cpp``), the fused auxiliary loss (``csrc/aux_loss_cpu.cpp``), the
+embedding lookup and its backward (``csrc/embedding_cpu.cpp``) and the serving path's attention
+scores (``csrc/attention_cpu.cpp``).
 
 torch's extension builder compiles them once per machine (about a minute) into a folder
 named by a hash of the sources, the torch and Python versions, the flags and the CPU, under
@@ -28,7 +29,7 @@ from types import ModuleType
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp", "embedding_cpu.cpp")]
+SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp", "embedding_cpu.cpp", "attention_cpu.cpp")]
 NAME = "dien_core_cpu"
 # Builds tried in order: (name, compile flags, link flags). "native": -march=native (built on the
 # machine that runs it; the folder is keyed by its CPU), -fopenmp (ATen's parallel_for is an OpenMP
@@ -73,7 +74,8 @@ def import_built(path: Path) -> ModuleType:
 
 @cache
 def kernels() -> ModuleType | None:
-    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``gather_rows``, ``scatter_rows``), or None
+    """The compiled module (``forward_loop``, ``backward``, ``aux_loss``, ``gather_rows``, ``scatter_rows``,
+    ``attention_scores``), or None
     where no build succeeds. A build that failed leaves ``failed`` (the compiler's message) in its
     folder, so later processes go straight to the next one; delete it to try again."""
     if os.environ.get("DIEN_CORE_CPP", "1") == "0":

@@ -2,7 +2,9 @@
 device and a dtype into a ``Plan``, once, when the model is built.
 
 A piece is one of the layers with more than one implementation: the embedding lookup, each kind of
-recurrence (GRU, AIGRU, AGRU, AUGRU) and the auxiliary loss. An implementation name means one thing
+recurrence (GRU, AIGRU, AGRU, AUGRU), the auxiliary loss, and the serving path's attention scores
+(``serving_attention``: ``dien_core.serving``'s candidates against a request's history, forward only;
+training and the eval forward run ``AttentionUnit``'s torch ops). An implementation name means one thing
 in every piece that has it:
 
 - ``reference`` (all pieces): the literal form, written to be read and to check the others: per-step
@@ -11,7 +13,7 @@ in every piece that has it:
   (``fused.py``), the split auxiliary MLP, one gather per table; what torch's FLOP counter sees;
 - ``native`` (GRU, AIGRU): torch's own fused GRU kernel (cuDNN on CUDA, oneDNN/MKL on CPU);
 - ``cpp`` (all): this package's C++ kernels (``csrc/``): CPU tensors, float32, float64 or bfloat16 (the
-  auxiliary loss float32 or float64, not under autocast);
+  auxiliary loss and the serving attention float32 or float64, not under autocast, with sigmoid or ReLU hidden layers);
 - ``triton`` (the recurrences): this package's Triton loops: CUDA float32 weights, hidden size up to 64.
 
 A backend is either one of these names, which every piece that has that form runs (the others run
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 IMPLEMENTATIONS = ("reference", "torch", "native", "cpp", "triton")
 BACKENDS = ("auto", *IMPLEMENTATIONS)
 RECURRENCES = ("GRU", "AIGRU", "AGRU", "AUGRU")
-PIECES = ("embedding", *RECURRENCES, "aux_loss")
+PIECES = ("embedding", *RECURRENCES, "aux_loss", "serving_attention")
 FORMS: dict[str, tuple[str, ...]] = {
     "embedding": ("reference", "torch", "cpp"),
     "GRU": IMPLEMENTATIONS,
@@ -47,15 +49,17 @@ FORMS: dict[str, tuple[str, ...]] = {
     "AGRU": ("reference", "torch", "cpp", "triton"),
     "AUGRU": ("reference", "torch", "cpp", "triton"),
     "aux_loss": ("reference", "torch", "cpp"),
+    "serving_attention": ("reference", "torch", "cpp"),
 }
-AUX_KERNEL_ACTIVATIONS = ("sigmoid", "relu")  # the hidden activations the C++ auxiliary loss implements
+KERNEL_ACTIVATIONS = ("sigmoid", "relu")  # the hidden activations the C++ auxiliary loss and serving attention implement
 
 
 @dataclass(frozen=True)
 class Target:
     """What a plan is made for: ``device`` type ("cpu", "cuda", ...), the parameters' ``dtype``, whether the
     model runs under ``autocast`` (bfloat16), the recurrences' ``hidden_size`` and the auxiliary MLP's
-    hidden ``aux_activation`` and whether it has hidden layers (``aux_layers``)."""
+    hidden ``aux_activation`` and whether it has hidden layers (``aux_layers``), and the attention MLP's
+    hidden ``att_activation``."""
 
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
@@ -63,6 +67,7 @@ class Target:
     hidden_size: int = 36
     aux_activation: str = "relu"
     aux_layers: bool = True
+    att_activation: str = "sigmoid"
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,8 @@ def plan_for(config: ModelConfig, pieces: tuple[str, ...], device: torch.device 
                autocast: bool = False) -> Plan:  # fmt: skip
     """The plan of a model built from ``config`` (its ``backend``, hidden size and auxiliary MLP) that uses
     ``pieces``, for ``device`` and ``dtype`` (``autocast``: run under bfloat16 autocast)."""
-    target = Target(torch.device(device).type, dtype, autocast, config.behaviour_dim, config.aux_activation, bool(config.aux_hidden))
+    target = Target(torch.device(device).type, dtype, autocast, config.behaviour_dim, config.aux_activation, bool(config.aux_hidden),
+                    config.attention_activation)
     return resolve(config.backend, pieces, target)
 
 
@@ -146,8 +152,13 @@ def _cpp_missing(piece: str, target: Target) -> str:
             return "the C++ auxiliary loss takes float32 or float64, not bfloat16"
         if target.autocast:
             return "the C++ auxiliary loss computes in the weights' dtype, not under autocast"
-        if target.aux_activation not in AUX_KERNEL_ACTIVATIONS or not target.aux_layers:
-            return f"the C++ auxiliary loss implements hidden layers of {' or '.join(AUX_KERNEL_ACTIVATIONS)} only"
+        if target.aux_activation not in KERNEL_ACTIVATIONS or not target.aux_layers:
+            return f"the C++ auxiliary loss implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)} only"
+    if piece == "serving_attention":
+        if target.dtype == torch.bfloat16 or target.autocast:
+            return "the C++ serving attention computes in float32 or float64 weights, not bfloat16 or under autocast"
+        if target.att_activation not in KERNEL_ACTIVATIONS:
+            return f"the C++ serving attention implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)} only"
     if not cpp.available():
         return cpp.unavailable_reason()
     return ""

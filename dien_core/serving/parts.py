@@ -5,7 +5,8 @@ Every model splits its eval forward in two (``encode_history``, ``score_candidat
 - ``embed_history``: the user's and the history's lookups, the mask and the pooled sum, once per request;
 - ``attention_keys`` / ``candidate_attention``: DIN's unit with its first layer split
   (``AttentionUnit.scores``'s algebra), the key half ``(W_k - W_d) k`` once per request, the query
-  half and the ``q * k`` term per candidate;
+  half and the ``q * k`` term per candidate; in torch ops, or (the plan's ``serving_attention``)
+  fused over tiles of candidates in C++;
 - ``history_recurrence``: a recurrence that does not read the candidate (DIEN's extractor, the
   GRU of ``gru-att``, ``dien-gru``'s evolution), once per request;
 - ``input_projection`` / ``candidate_recurrence``: AIGRU, AGRU and AUGRU, whose input projection
@@ -30,6 +31,8 @@ from ..attention import AttentionUnit
 from ..batch import step_mask
 from ..embedding import FeatureEmbedding
 from ..head import Head
+from ..kernels.attention import serving_scores
+from ..kernels.plan import Plan
 
 LOOPS = ("planned", "unrolled")
 
@@ -94,16 +97,31 @@ def attention_keys(attention: AttentionUnit, keys: torch.Tensor) -> torch.Tensor
     return keys @ (w_k - w_d).t()
 
 
+def attention_implementation(plan: Plan, loops: str) -> str:
+    """The form ``candidate_attention`` runs: the plan's ``serving_attention`` with the planned loops, the
+    torch ops when ``torch.export`` traces (``"unrolled"``)."""
+    return plan["serving_attention"] if loops == "planned" else "torch"
+
+
 def candidate_attention(attention: AttentionUnit, keys: torch.Tensor, key_part: torch.Tensor, query: torch.Tensor, owner: torch.Tensor,
-                        mask: torch.Tensor) -> torch.Tensor:  # fmt: skip
+                        mask: torch.Tensor, implementation: str = "torch") -> torch.Tensor:  # fmt: skip
     """Weights ``(N, T)`` of each candidate ``query (N, D)`` over its request's ``keys (R, T, D)``
     (``key_part`` from ``attention_keys``, ``mask (R, T)``, ``owner (N,)``); as ``AttentionUnit``.
+    ``implementation``: ``"torch"`` (below), ``"cpp"`` (``kernels/attention.py``: the scores fused
+    over tiles of candidates in C++, the normalisation here) or ``"reference"`` (the unit's literal
+    concatenation over each candidate's gathered keys).
 
     The first layer is ``(W_q + W_d) q + b + (W_k - W_d) k + W_p (q * k)``. For one request it is
     one product, ``q @ Z + c``: ``Z[:, t] = diag(k_t) W_p^T + (W_q + W_d)^T`` ``(D, T * H1)`` and
     ``c[t] = (W_k - W_d) k_t + b`` are the request's. For several, each candidate's keys are gathered."""
     N, D = query.shape
     R, T, H1 = key_part.shape
+    own_mask = per_candidate(mask, owner)
+    if implementation == "cpp":
+        return attention.normalize(serving_scores(attention, keys, key_part, query, owner), own_mask)
+    if implementation == "reference":
+        return attention.normalize(attention.reference_scores(query, keys.index_select(0, owner), own_mask), own_mask)
+    assert implementation == "torch", implementation
     first = attention.mlp.first
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     if R == 1:
@@ -113,7 +131,6 @@ def candidate_attention(attention: AttentionUnit, keys: torch.Tensor, key_part: 
         row = torch.addmm(first.bias, query, (w_q + w_d).t())  # (N, H1), the query half
         product = keys.index_select(0, owner) * query.unsqueeze(1)  # (N, T, D)
         hidden = torch.baddbmm(key_part.index_select(0, owner) + row.unsqueeze(1), product, w_p.t().expand(N, D, H1))
-    own_mask = per_candidate(mask, owner)
     return attention.normalize(attention.mlp.forward_from_first(hidden, own_mask), own_mask)
 
 

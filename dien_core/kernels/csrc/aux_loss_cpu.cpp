@@ -11,9 +11,6 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include <algorithm>
 #include <vector>
@@ -34,30 +31,6 @@ struct Workspace {
   std::vector<at::Tensor> acts, grads;  // per hidden layer: activation outputs and dL/d(outputs), (2R, H_l)
   double loss = 0;
 };
-
-// While alive, products called from this thread run on it alone: inside the tiles' parallel
-// region a nested team only adds waits. Restores the setting (the region may run inline).
-struct SingleThreadedProducts {
-#ifdef _OPENMP
-  const int outer = omp_get_max_threads();
-  SingleThreadedProducts() { omp_set_num_threads(1); }
-  ~SingleThreadedProducts() { omp_set_num_threads(outer); }
-#endif
-};
-
-// x <- sigmoid(x), or max(x, 0) with relu, in place over a contiguous tensor.
-template <typename scalar_t>
-void activate_inplace(at::Tensor& x, bool relu) {
-  scalar_t* __restrict__ p = x.data_ptr<scalar_t>();
-  const int64_t n = x.numel();
-  if (relu) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i) p[i] = std::max(p[i], scalar_t(0));
-    return;
-  }
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] = sigmoid_of(p[i]);
-}
 
 // d <- d * s * (1 - s): the gradient through a sigmoid whose output is s; d <- d * (s > 0) through a relu.
 template <typename scalar_t>
@@ -104,10 +77,10 @@ void tile(int64_t r0, int64_t r1, const at::Tensor& h, const at::Tensor& pos, co
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) zp[n + i] += sp[i];
   }
-  activate_inplace<scalar_t>(acts[0], relu);
+  activate_inplace<scalar_t>(acts[0].data_ptr<scalar_t>(), acts[0].numel(), relu);
   for (int64_t l = 1; l < L; ++l) {
     at::addmm_out(acts[l], biases[l], acts[l - 1], weights[l].t());
-    activate_inplace<scalar_t>(acts[l], relu);
+    activate_inplace<scalar_t>(acts[l].data_ptr<scalar_t>(), acts[l].numel(), relu);
   }
   at::Tensor logits = ws.logits.narrow(0, 0, 2 * R);  // (2R, 1)
   at::addmm_out(logits, biases[L], acts[L - 1], weights[L].t());

@@ -6,5 +6,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward", &dien_core::backward, "FusedRecurrence backward (CPU)");
   m.def("gather_rows", &dien_core::gather_rows, "rows of several tables side by side, id 0 as zeros (CPU)");
   m.def("scatter_rows", &dien_core::scatter_rows, "dense table gradient of several lookups, id 0 skipped (CPU)");
+  m.def("attention_scores", &dien_core::attention_scores, "the serving path's raw attention scores, fused over tiles of candidates (CPU)");
   m.def("aux_loss", &dien_core::aux_loss, "auxiliary loss and its gradients, fused over row tiles (CPU)");
 }

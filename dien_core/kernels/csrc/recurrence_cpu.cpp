@@ -1,8 +1,9 @@
 // FusedRecurrence's forward loop and backward (dien_core/kernels/fused.py) in C++.
 //
 // Same equations and contract as ``PythonLoops`` there. The forward splits the rows between
-// the threads once: each thread runs every step for its rows, one matrix product
-// (at::mm_out, serial inside the parallel region) and one pass doing everything else: gates,
+// the threads once: each thread runs every step for its rows, one matrix product (small_product
+// in kernels.h: the rows' outputs accumulated in registers, no library call per step) and one
+// pass doing everything else: gates,
 // candidate, state update, and only the saved tensors the backward reads (none when no
 // backward is coming). A row's steps read only that row, so the threads meet once per call,
 // not twice per step. The backward's steps are one product over the whole batch (on ATen's
@@ -39,7 +40,9 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
                    const at::Tensor& b_hh, bool save, at::Tensor& hs, at::Tensor& gates, at::Tensor& n_all, at::Tensor& gh_n) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
-  const at::Tensor w_t = w_hh.t();
+  int64_t GHp = 0;  // W_hh^T, padded for small_product
+  const std::vector<acc_t> w_t = padded_transpose<scalar_t, acc_t>(w_hh, GHp);
+  const acc_t* w_t_p = w_t.data();
   // bias[j]: what is added to gi + gh for the r and z blocks (b_ih + b_hh), then b_hh's n block
   // (inside r * (.)) and b_ih's (outside it).
   const at::Tensor bi = b_ih.contiguous(), bh = b_hh.contiguous();
@@ -48,32 +51,30 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   for (int64_t j = 0; j < H; ++j) bias[GH + j] = acc_t(bi.data_ptr<scalar_t>()[split + j]);
   const acc_t* __restrict__ bias_p = bias.data();
   const scalar_t* gi_p = gi.data_ptr<scalar_t>();
+  const int64_t gi_t = gi.stride(0), gi_b = gi.stride(1);  // gi_b = 0: one request's projection, broadcast over its candidates
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
   scalar_t* hs_p = hs.data_ptr<scalar_t>();
   // One chunk of rows per thread, each through all T steps (a row's steps depend only on the row).
   const int64_t chunks = std::clamp<int64_t>(B / kMinRowsPerThread, 1, std::max<int64_t>(1, at::get_num_threads()));
   const int64_t grain = std::max<int64_t>(1, (B + chunks - 1) / chunks);  // parallel_for makes ceil(B / grain) = chunks
-  const at::ThreadLocalState caller;  // grad and inference mode, for the products on the other threads
   at::parallel_for(0, B, grain, [&](int64_t b_begin, int64_t b_end) {
-    const at::ThreadLocalStateGuard same_modes(caller);
     const int64_t rows = b_end - b_begin;
-    const at::Tensor h0 = at::zeros({rows, H}, gi.options());
-    at::Tensor gh_step = at::empty({rows, GH}, gi.options());  // W_hh h of one step (bias added below)
+    const std::vector<scalar_t> h0(rows * H, scalar_t(0));
+    std::vector<acc_t> gh_buf(rows * GHp);  // W_hh h of one step, in acc_t (bias added below)
     std::vector<acc_t> gate_buf(split);
     acc_t* __restrict__ gate = gate_buf.data();
     for (int64_t t = 0; t < T; ++t) {
-      const at::Tensor h_before = t == 0 ? h0 : hs[t - 1].narrow(0, b_begin, rows);
-      at::mm_out(gh_step, h_before, w_t);  // on this thread: inside parallel_for, ATen runs serially
-      const scalar_t* __restrict__ gh_rows = gh_step.data_ptr<scalar_t>();
-      const scalar_t* __restrict__ h_prev_rows = h_before.data_ptr<scalar_t>();
+      const scalar_t* __restrict__ h_prev_rows = t == 0 ? h0.data() : hs_p + ((t - 1) * B + b_begin) * H;
+      small_product<scalar_t, acc_t>(h_prev_rows, rows, H, H, w_t_p, GHp, gh_buf.data());
+      const acc_t* __restrict__ gh_rows = gh_buf.data();
       for (int64_t b = b_begin; b < b_end; ++b) {
         const int64_t row = t * B + b;
-        const scalar_t* __restrict__ x = gi_p + row * GH;
-        const scalar_t* __restrict__ gh = gh_rows + (b - b_begin) * GH;
+        const scalar_t* __restrict__ x = gi_p + t * gi_t + b * gi_b;
+        const acc_t* __restrict__ gh = gh_rows + (b - b_begin) * GHp;
         const scalar_t* __restrict__ h_prev = h_prev_rows + (b - b_begin) * H;
 #pragma omp simd
-        for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + acc_t(gh[j]) + bias_p[j]);
+        for (int64_t j = 0; j < split; ++j) gate[j] = sigmoid_of(acc_t(x[j]) + gh[j] + bias_p[j]);
         const acc_t u0 = c0_p[row];
         const acc_t u1 = HAS_Z ? acc_t(c1_p[row]) : acc_t(0);
         scalar_t* __restrict__ h_out = hs_p + row * H;
@@ -81,7 +82,7 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
         scalar_t* __restrict__ ghn_out = save ? gh_n.data_ptr<scalar_t>() + row * H : nullptr;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
-          const acc_t ghn = acc_t(gh[split + j]) + bias_p[split + j];
+          const acc_t ghn = gh[split + j] + bias_p[split + j];
           const acc_t n = tanh_of(acc_t(x[split + j]) + bias_p[GH + j] + gate[j] * ghn);
           const acc_t u = HAS_Z ? u0 + u1 * gate[H + j] : u0;
           const acc_t hp = h_prev[j];
@@ -105,7 +106,9 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
 // -> hs (T, B, H), and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H) (else empty).
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor& c0_any, const c10::optional<at::Tensor>& c1_opt,
                                      const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save) {
-  const at::Tensor gi = gi_any.contiguous(), c0 = c0_any.contiguous();
+  // gi's rows are read through its strides when each row is contiguous (a broadcast over B, as
+  // the serving path gives, is not copied); else it is made contiguous.
+  const at::Tensor gi = gi_any.stride(2) == 1 ? gi_any : gi_any.contiguous(), c0 = c0_any.contiguous();
   const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
