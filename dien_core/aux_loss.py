@@ -8,7 +8,7 @@ from torch import nn
 
 from .kernels import cpp
 from .kernels.aux_loss import FusedAuxiliaryLoss
-from .kernels.plan import KERNEL_ACTIVATIONS, FORMS
+from .kernels.plan import FORMS, KERNEL_ACTIVATIONS
 from .mlp import MLP
 
 
