@@ -2,6 +2,8 @@
 implementation, its refusals, what models record of it, and DIEN on the reference plan against
 DIEN on the fast plans, in outputs and gradients."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -86,6 +88,17 @@ def test_without_the_cpp_build_auto_falls_back_and_says_so(monkeypatch):
     assert "could not be built" in str(fallback)
     with pytest.raises(ValueError, match="could not be built"):
         resolve("cpp", ("AUGRU",), Target("cpu"))
+
+
+def test_kernels_turned_off_on_purpose_fall_back_without_a_warning(monkeypatch):
+    """``DIEN_CORE_CPP=0`` (the GPU script sets it): the plan's notes say why, and nothing warns."""
+    monkeypatch.setenv("DIEN_CORE_CPP", "0")
+    monkeypatch.setattr(cpp, "available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = resolve("auto", ("embedding", "AUGRU"), Target("cpu"))
+    assert plan.choices == (("embedding", "torch"), ("AUGRU", "torch"))
+    assert all("DIEN_CORE_CPP=0" in note for note in plan.notes) and len(plan.notes) == 2
 
 
 def test_unknown_backends_and_the_old_fused_name():

@@ -78,7 +78,7 @@ def kernels() -> ModuleType | None:
     ``attention_scores``), or None
     where no build succeeds. A build that failed leaves ``failed`` (the compiler's message) in its
     folder, so later processes go straight to the next one; delete it to try again."""
-    if os.environ.get("DIEN_CORE_CPP", "1") == "0":
+    if turned_off():
         return None
     errors = []
     for name, cflags, ldflags in BUILDS:
@@ -113,9 +113,14 @@ def available() -> bool:
     return kernels() is not None
 
 
+def turned_off() -> bool:
+    """Whether ``DIEN_CORE_CPP=0`` turned the C++ kernels off."""
+    return os.environ.get("DIEN_CORE_CPP", "1") == "0"
+
+
 def unavailable_reason() -> str:
     """Why ``available()`` is False, for the plan's notes."""
-    if os.environ.get("DIEN_CORE_CPP", "1") == "0":
+    if turned_off():
         return "the C++ kernels are off (DIEN_CORE_CPP=0)"
     return "the C++ kernels could not be built here (see the warning)"
 

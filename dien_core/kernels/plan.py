@@ -22,7 +22,7 @@ their ``torch`` form, and the plan says so), or ``auto``: per piece the fastest 
 without the package, in bfloat16 weights or above 64 hidden units, the C++ auxiliary loss for an
 activation it does not implement or under autocast) raises a ValueError when the plan is made, never
 later. Where ``auto``'s first choice is missing, ``cpp.kernels()`` warns once, and the plan records
-what ran instead.
+what ran instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the notes say so).
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ def _auto(piece: str, target: Target) -> tuple[str, str, bool]:
     and where the first choice cannot run, the torch forms."""
     if target.device == "cpu":
         why = _cpp_missing(piece, target)
-        return ("cpp", "", False) if not why else ("torch", why, why == cpp.unavailable_reason())
+        # the build is missing, not turned off on purpose (DIEN_CORE_CPP=0: the notes say so, no warning)
+        missing = why == cpp.unavailable_reason() and not cpp.turned_off()
+        return ("cpp", "", False) if not why else ("torch", why, missing)
     if piece in ("GRU", "AIGRU"):
         return "native", "", False
     if piece in ("AGRU", "AUGRU") and target.device == "cuda":
