@@ -9,7 +9,7 @@ import torch
 from dien_core import AuxiliaryLoss
 from dien_core.kernels import cpp
 from dien_core.kernels.aux_loss import FusedAuxiliaryLoss
-from tests.helpers import assert_loops_match_python, needs_cpp
+from tests.helpers import assert_loops_match_python, loop_inputs, needs_cpp
 
 
 def inputs(B: int, T: int, H: int, E: int, dtype: torch.dtype, seed: int = 0, time_major: bool = False):
@@ -223,14 +223,29 @@ print("portable ok")
 
 @needs_cpp
 @pytest.mark.parametrize("G", [3, 2])
-@pytest.mark.parametrize("H", [36, 12])
+@pytest.mark.parametrize("H", [36, 12, 17])
+@pytest.mark.parametrize("B", [600, 35])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_recurrence_loops_equal_float64_python_loops(G, H, threads):
+def test_recurrence_loops_equal_float64_python_loops(G, H, B, threads):
     """The C++ loops on every output of the loop contract, the bias sums (per-thread, then
-    added) included, at a batch that splits between the threads."""
+    added) included, at a batch that splits between the threads; B = 35 leaves each thread a
+    number of rows the forward's product takes in blocks of 6 plus a tail, and H = 17 gate
+    blocks that are no multiple of its 16-wide tiles."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        assert_loops_match_python(cpp.kernels(), G, H, B=600)
+        assert_loops_match_python(cpp.kernels(), G, H, B=B)
     finally:
         torch.set_num_threads(before)
+
+
+@needs_cpp
+def test_forward_loop_reads_a_broadcast_or_strided_input_projection_in_place():
+    """The serving path hands the forward one request's projection expanded over its K candidates
+    (stride 0), or gathered rows transposed to time-major: each gives what its contiguous copy gives."""
+    gi, c0, c1, w_hh, b_ih, b_hh = (t.float() if t is not None else None for t in loop_inputs(3, 9, 13, 12, seed=5))
+    k = cpp.kernels()
+    for strided in (gi[:, :1].expand(9, 13, gi.shape[2]), gi.transpose(0, 1).contiguous().transpose(0, 1)):
+        assert not strided.is_contiguous()
+        got = k.forward_loop(strided, c0, c1, w_hh, b_ih, b_hh, False)[0]
+        torch.testing.assert_close(got, k.forward_loop(strided.contiguous(), c0, c1, w_hh, b_ih, b_hh, False)[0], atol=0, rtol=0)

@@ -60,7 +60,6 @@ def test_plan_table(everything_available, device, dtype, autocast, backend, want
         ("cpp", Target("cpu", autocast=True), "not under autocast"),
         ("cpp", Target("cpu", aux_activation="prelu"), "implements hidden layers of sigmoid or relu"),
         ("cpp", Target("cpu", aux_layers=False), "implements hidden layers"),
-        ("cpp", Target("cpu", att_activation="dice"), "serving attention implements hidden layers of sigmoid or relu"),
         ("triton", Target("cpu"), "CUDA tensors"),
         ("triton", Target("cuda", BF16), "float32 weights"),
         ("triton", Target("cuda", hidden_size=80), "up to 64"),

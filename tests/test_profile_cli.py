@@ -46,7 +46,8 @@ def test_two_models_two_lengths_write_every_file(tmp_path, capsys):
     assert "The products a DIEN step is made of" in (folder / "timings.md").read_text()
     assert meta["flush_denormal"] is True and len(meta["invocations"]) == 1
     assert set(meta["plans"]) == {"din float32", "dien-augru+aux float32"}  # each model's plan, as it was timed
-    assert set(meta["plans"]["din float32"]["pieces"]) == {"embedding"} and meta["plans"]["din float32"]["device"] == "cpu"
+    din_plan = meta["plans"]["din float32"]
+    assert set(din_plan["pieces"]) == {"embedding", "serving_attention"} and din_plan["device"] == "cpu"
     md = (folder / "timings.md").read_text()
     assert "## forward, batch 8" in md and "## train, batch 8" in md and "T=10" in md
 

@@ -70,7 +70,7 @@ def test_tiny_suite_writes_every_file_and_resumes(tmp_path, capsys):
     assert meta["config"]["train"]["epochs"] == 2 and meta["seeds"] == [0, 1]
     assert meta["flush_denormal"] is True  # as in `bench profile`: denormals slow long sequences
     want = {m: model_plan(m, load_suite(TINY).model, "cpu").as_dict() for m in ("sum-pooling", "dien-augru+aux")}  # each learned row
-    assert meta["plans"] == want and set(want["dien-augru+aux"]["pieces"]) == {"embedding", "GRU", "AUGRU", "aux_loss"}
+    assert meta["plans"] == want and set(want["dien-augru+aux"]["pieces"]) == {"embedding", "GRU", "AUGRU", "aux_loss", "serving_attention"}
     printed = capsys.readouterr()
     assert "dien-augru+aux: backend auto on cpu float32: embedding" in printed.err  # the plan, before the cells run
     table = (out / "auc.md").read_text()

@@ -11,6 +11,7 @@ from bench.models import build_model
 from dien_core import AttentionUnit, ModelConfig
 from dien_core.kernels import cpp
 from dien_core.kernels.attention import serving_scores
+from dien_core.kernels.plan import Target, resolve
 from dien_core.serving import ServingModel
 from dien_core.serving import parts as P
 from tests.helpers import VOCAB, needs_cpp
@@ -100,8 +101,34 @@ def test_the_plan_decides_which_form_serving_runs(name, monkeypatch):
     assert calls == []
 
 
-def test_plan_refusals_for_the_serving_attention():
-    with pytest.raises(ValueError, match="serving attention implements hidden layers of sigmoid or relu"):
-        build_model("din", ModelConfig(backend="cpp", attention_activation="prelu"), VOCAB)
+def test_a_named_backend_does_not_refuse_a_model_for_the_serving_attention():
+    """Training never runs the serving attention: where ``cpp`` cannot take it (PReLU or Dice hidden
+    layers, bfloat16, autocast) the model still builds, its serving path runs the torch form, and
+    the plan's notes say why."""
+    for config in (ModelConfig(backend="cpp", attention_activation="prelu"), ModelConfig(backend="cpp", attention_activation="dice")):
+        plan = build_model("din", config, VOCAB).plan
+        assert plan["serving_attention"] == "torch" and "sigmoid or relu" in str(plan)
+    for target in (Target("cpu", torch.bfloat16), Target("cpu", autocast=True)):
+        plan = resolve("cpp", ("embedding", "serving_attention"), target)
+        assert plan["serving_attention"] == "torch" and "not bfloat16 or under autocast" in str(plan)
     plan = build_model("din", ModelConfig(backend="native"), VOCAB).plan
     assert plan["serving_attention"] == "torch" and "serving_attention has no native form" in str(plan)
+
+
+@needs_cpp
+def test_the_kernel_refuses_what_it_cannot_compute():
+    """Called past the plan (a model built for something else), the kernel's wrapper raises instead
+    of computing another MLP; an unknown form and a candidate of no request raise too."""
+    unit, keys, query, owner = unit_and_inputs((6,), "prelu", 2, 4, 3)
+    key_part = P.attention_keys(unit, keys)
+    with pytest.raises(ValueError, match="hidden layers of sigmoid or relu"):
+        serving_scores(unit, keys, key_part, query, owner)
+    unit, keys, query, owner = unit_and_inputs((6,), "sigmoid", 2, 4, 3)
+    key_part = P.attention_keys(unit, keys)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        serving_scores(unit.half(), keys.half(), key_part.half(), query.half(), owner)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="unknown serving attention form 'triton'"):
+        P.candidate_attention(unit, keys, key_part, query, owner, mask, "triton")
+    with pytest.raises(RuntimeError, match="owner out of 0..R-1"):
+        serving_scores(unit.double(), keys, key_part, query, torch.tensor([0, 1, 2]))

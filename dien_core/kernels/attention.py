@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import cpp
+from .plan import KERNEL_ACTIVATIONS
 
 if TYPE_CHECKING:
     from ..attention import AttentionUnit
@@ -16,14 +17,23 @@ def serving_scores(attention: AttentionUnit, keys: torch.Tensor, key_part: torch
                    owner: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """Raw scores ``(N, T)`` (before normalisation) of each candidate ``query (N, D)`` over its request's
     ``keys (R, T, D)``, with ``key_part (R, T, H1)`` the requests' ``(W_k - W_d) k`` and ``owner (N,)``
-    each candidate's request: ``AttentionUnit.scores``'s values, for units with sigmoid or ReLU hidden
-    layers. No gradient flows through it."""
+    each candidate's request: ``AttentionUnit.scores``'s values in eval mode (no dropout), for units with
+    sigmoid or ReLU hidden layers. No gradient flows through it. A ValueError for tensors off the CPU,
+    other dtypes or other activations (a model planned for something else)."""
     N, D = query.shape
     mlp = attention.mlp
+    if query.device.type != "cpu" or keys.device.type != "cpu":
+        raise ValueError(f"this attention was planned for the C++ kernel (CPU), got {query.device.type} tensors; "
+                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+    if query.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"the C++ serving attention takes float32 or float64, not {query.dtype}; build the model for this dtype")
+    names = {act.name for act in mlp.activations}
+    if not names <= set(KERNEL_ACTIVATIONS):
+        raise ValueError(f"the C++ serving attention implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)}, not {sorted(names)}")
     first = mlp.first
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     after = [*list(mlp.linears)[1:], mlp.out] if len(mlp.linears) else []  # the Linear layers after the first
-    relu = bool(len(mlp.activations)) and mlp.activations[0].name == "relu"
+    relu = names == {"relu"}
     return cpp.kernels().attention_scores(
         query, keys, key_part, owner, w_q + w_d, first.bias, w_p, [m.weight for m in after], [m.bias for m in after], relu
     )

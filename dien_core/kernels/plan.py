@@ -21,8 +21,10 @@ their ``torch`` form, and the plan says so), or ``auto``: per piece the fastest 
 (``AUTO``'s rules). A named form that cannot run here (``cpp`` on CUDA or without a compiler, ``triton``
 without the package, in bfloat16 weights or above 64 hidden units, the C++ auxiliary loss for an
 activation it does not implement or under autocast) raises a ValueError when the plan is made, never
-later. Where ``auto``'s first choice is missing, ``cpp.kernels()`` warns once, and the plan records
-what ran instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the notes say so).
+later; except for ``serving_attention``, which training never runs: where ``cpp`` cannot take it
+(bfloat16, autocast, Dice or PReLU hidden layers) it runs its torch form, and the notes say why.
+Where ``auto``'s first choice is missing, ``cpp.kernels()`` warns once, and the plan records what ran
+instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the notes say so).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ FORMS: dict[str, tuple[str, ...]] = {
     "aux_loss": ("reference", "torch", "cpp"),
     "serving_attention": ("reference", "torch", "cpp"),
 }
+SERVING_ONLY = ("serving_attention",)  # pieces only dien_core.serving runs: a named form they cannot take falls back, never refuses
 KERNEL_ACTIVATIONS = ("sigmoid", "relu")  # the hidden activations the C++ auxiliary loss and serving attention implement
 
 
@@ -121,6 +124,9 @@ def resolve(backend: str, pieces: tuple[str, ...], target: Target = Target()) ->
             implementation, why, missing = _auto(piece, target)
             if missing:  # the first choice is missing from this install, not ruled out by the device or dtype: say so once
                 warnings.warn(f"dien_core: the {piece} runs its torch form: {why}", stacklevel=3)
+        elif backend in FORMS[piece] and piece in SERVING_ONLY and _missing(backend, piece, target):
+            # a piece training never runs does not refuse the model: its torch form serves, and the notes say why
+            implementation, why = "torch", _missing(backend, piece, target)
         elif backend in FORMS[piece]:
             _check(backend, piece, target)
             implementation, why = backend, ""
@@ -176,8 +182,13 @@ def _triton_missing(target: Target) -> str:
     return ""
 
 
+def _missing(implementation: str, piece: str, target: Target) -> str:
+    """Why ``implementation`` cannot run ``piece`` on ``target`` ("" where it can)."""
+    return _cpp_missing(piece, target) if implementation == "cpp" else _triton_missing(target) if implementation == "triton" else ""
+
+
 def _check(implementation: str, piece: str, target: Target) -> None:
-    why = _cpp_missing(piece, target) if implementation == "cpp" else _triton_missing(target) if implementation == "triton" else ""
+    why = _missing(implementation, piece, target)
     if why:
         raise ValueError(f"backend {implementation!r} cannot run the {piece} here: {why}; use 'auto' or 'torch'")
 

@@ -121,7 +121,8 @@ def candidate_attention(attention: AttentionUnit, keys: torch.Tensor, key_part: 
         return attention.normalize(serving_scores(attention, keys, key_part, query, owner), own_mask)
     if implementation == "reference":
         return attention.normalize(attention.reference_scores(query, keys.index_select(0, owner), own_mask), own_mask)
-    assert implementation == "torch", implementation
+    if implementation != "torch":
+        raise ValueError(f"unknown serving attention form {implementation!r}; allowed: reference, torch, cpp")
     first = attention.mlp.first
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     if R == 1:

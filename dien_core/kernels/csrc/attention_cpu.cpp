@@ -99,6 +99,7 @@ at::Tensor attention_scores(const at::Tensor& query_any, const at::Tensor& keys_
   std::vector<at::Tensor> weights, biases;
   for (const auto& w : weights_any) weights.push_back(w.detach().contiguous());
   for (const auto& b : biases_any) biases.push_back(b.detach().contiguous());
+  TORCH_CHECK(query.is_cpu() && keys.is_cpu() && key_part.is_cpu() && owner.is_cpu(), "attention_scores: CPU tensors only");
   const int64_t N = query.size(0), D = query.size(1), R = keys.size(0), T = keys.size(1), H1 = w_p.size(0);
   TORCH_CHECK(keys.size(2) == D && key_part.size(0) == R && key_part.size(1) == T && key_part.size(2) == H1,
               "attention_scores: keys (R, T, D) and key_part (R, T, H1)");
