@@ -124,12 +124,11 @@ def resolve(backend: str, pieces: tuple[str, ...], target: Target = Target()) ->
             implementation, why, missing = _auto(piece, target)
             if missing:  # the first choice is missing from this install, not ruled out by the device or dtype: say so once
                 warnings.warn(f"dien_core: the {piece} runs its torch form: {why}", stacklevel=3)
-        elif backend in FORMS[piece] and piece in SERVING_ONLY and _missing(backend, piece, target):
-            # a piece training never runs does not refuse the model: its torch form serves, and the notes say why
-            implementation, why = "torch", _missing(backend, piece, target)
         elif backend in FORMS[piece]:
-            _check(backend, piece, target)
-            implementation, why = backend, ""
+            why = _missing(backend, piece, target)
+            if why and piece not in SERVING_ONLY:  # a piece training never runs does not refuse the model: its torch form serves
+                raise ValueError(f"backend {backend!r} cannot run the {piece} here: {why}; use 'auto' or 'torch'")
+            implementation = "torch" if why else backend
         else:
             implementation, why = "torch", f"{piece} has no {backend} form"
         choices.append((piece, implementation))
@@ -185,12 +184,6 @@ def _triton_missing(target: Target) -> str:
 def _missing(implementation: str, piece: str, target: Target) -> str:
     """Why ``implementation`` cannot run ``piece`` on ``target`` ("" where it can)."""
     return _cpp_missing(piece, target) if implementation == "cpp" else _triton_missing(target) if implementation == "triton" else ""
-
-
-def _check(implementation: str, piece: str, target: Target) -> None:
-    why = _missing(implementation, piece, target)
-    if why:
-        raise ValueError(f"backend {implementation!r} cannot run the {piece} here: {why}; use 'auto' or 'torch'")
 
 
 def _auto(piece: str, target: Target) -> tuple[str, str, bool]:
