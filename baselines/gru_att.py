@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dien_core import AttentionUnit, Batch, FeatureEmbedding, Head, ModelConfig, Output, VocabSizes, weighted_sum
-from dien_core.kernels.plan import Plan, plan_for
+from dien_core.kernels.plan import Plan, model_plan
 from dien_core.recurrent import make_layer
 from dien_core.serving import parts
 from dien_core.serving.parts import History
@@ -26,7 +26,7 @@ class GRUAttention(nn.Module):
 
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
-        self.plan = plan = plan or plan_for(config, self.pieces(config))
+        self.plan = plan = model_plan(config, self.pieces(config), plan)
         E = config.behaviour_dim
         self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         self.gru = make_layer("GRU", E, E, implementation=plan["GRU"])

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from dien_core import Batch, FeatureEmbedding, Head, InnerProduct, ModelConfig, Output, VocabSizes
-from dien_core.kernels.plan import Plan, plan_for
+from dien_core.kernels.plan import Plan, model_plan
 from dien_core.serving import parts
 from dien_core.serving.parts import History
 
@@ -26,7 +26,7 @@ class PNN(nn.Module):
 
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
-        self.plan = plan = plan or plan_for(config, self.pieces(config))
+        self.plan = plan = model_plan(config, self.pieces(config), plan)
         D = config.embedding_dim
         self.embedding = FeatureEmbedding(vocab, D, plan["embedding"])
         self.product = InnerProduct(5)

@@ -13,9 +13,9 @@ from dien_core import ModelConfig
 
 from .config_io import from_dict, read_toml, to_dict
 from .data import DataConfig
-from .distributed.resources import CellResources
 from .heuristics import HEURISTICS
 from .models import check_model_name, config_for
+from .resources import CellResources
 from .train import TrainConfig
 
 SUITES_DIR = Path(__file__).parent / "suites"

@@ -8,7 +8,7 @@ from torch import nn
 
 from .kernels import cpp
 from .kernels.aux_loss import FusedAuxiliaryLoss
-from .kernels.plan import FORMS, KERNEL_ACTIVATIONS
+from .kernels.plan import FORMS, activation_missing
 from .mlp import MLP
 
 
@@ -37,9 +37,8 @@ class AuxiliaryLoss(nn.Module):
         super().__init__()
         if implementation not in FORMS["aux_loss"]:
             raise ValueError(f"the auxiliary loss has no {implementation!r} form; allowed: {', '.join(FORMS['aux_loss'])}")
-        if implementation == "cpp" and (activation not in KERNEL_ACTIVATIONS or not hidden):
-            raise ValueError(f"the C++ auxiliary loss implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)}, "
-                             f"got {activation!r} with hidden {hidden}; use 'torch'")  # fmt: skip
+        if implementation == "cpp" and (why := activation_missing("auxiliary loss", activation, bool(hidden))):
+            raise ValueError(f"{why}; use 'torch'")
         self.hidden_size, self.implementation, self.activation = hidden_size, implementation, activation
         self.mlp = MLP(hidden_size + behaviour_dim, hidden, activation)
 

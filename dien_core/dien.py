@@ -11,7 +11,7 @@ from .config import ModelConfig, VocabSizes
 from .embedding import FeatureEmbedding
 from .head import Head
 from .interest import InterestEvolution, InterestExtractor
-from .kernels.plan import Plan, plan_for
+from .kernels.plan import Plan, model_plan
 from .serving import parts
 from .serving.parts import History
 
@@ -35,7 +35,7 @@ class DIEN(nn.Module):
     def __init__(self, config: ModelConfig, vocab: VocabSizes, plan: Plan | None = None) -> None:
         super().__init__()
         self.config = config
-        self.plan = plan = plan or plan_for(config, self.pieces(config))
+        self.plan = plan = model_plan(config, self.pieces(config), plan)
         E = config.behaviour_dim
         self.embedding = FeatureEmbedding(vocab, config.embedding_dim, plan["embedding"])
         aux = plan["aux_loss"] if config.use_aux_loss else "torch"

@@ -13,6 +13,10 @@ import torch.nn.functional as F
 from .batch import Output
 
 
-def total_loss(output: Output, label: torch.Tensor) -> torch.Tensor:
-    """``BCEWithLogits(logits, label)`` (mean over the batch) ``+ output.alpha * aux_loss``."""
-    return F.binary_cross_entropy_with_logits(output.logits, label) + output.alpha * output.aux_loss
+def total_loss(output: Output, label: torch.Tensor, bce_weight: float | torch.Tensor = 1.0,
+               aux_weight: float | torch.Tensor = 1.0) -> torch.Tensor:  # fmt: skip
+    """``BCEWithLogits(logits, label)`` (mean over the batch) ``+ output.alpha * aux_loss``. The weights
+    scale the two terms: a data-parallel rank's shares of the global batch's rows and of its
+    auxiliary pairs (``bench/distributed/ddp.py``); 1 and 1 otherwise."""
+    bce = F.binary_cross_entropy_with_logits(output.logits, label)
+    return bce_weight * bce + output.alpha * (aux_weight * output.aux_loss)

@@ -11,7 +11,7 @@ from .batch import step_mask
 from .kernels import cpp
 from .kernels.fused import PythonLoops, fused_recurrence, native_gru
 from .kernels.plan import FORMS
-from .kernels.triton_loops import TritonLoops, interpreted
+from .kernels.triton_loops import TritonLoops, check_device
 from .reference import reference_recurrence
 
 
@@ -69,9 +69,7 @@ class _Recurrent(nn.Module):
             assert kernels is not None, "the plan chose the C++ kernels only where they built"
             return kernels
         if self.implementation == "triton":
-            if device.type != "cuda" and not interpreted():
-                raise ValueError(f"this {self.kind} was planned for the Triton loops (CUDA), got {device.type} tensors; "
-                                 "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+            check_device(device, self.kind)
             return TritonLoops
         return PythonLoops
 

@@ -15,7 +15,7 @@ import torch
 from bench import results_io
 from bench.cli import main
 from bench.distributed.ray_cells import RayCells, cell_device, parse_address
-from bench.distributed.resources import CellResources
+from bench.resources import CellResources
 from bench.run.runner import KEY, run_suite
 from bench.suite import load_suite, parse_suite
 

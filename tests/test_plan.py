@@ -92,12 +92,16 @@ def test_without_the_cpp_build_auto_falls_back_and_says_so(monkeypatch):
 def test_kernels_turned_off_on_purpose_fall_back_without_a_warning(monkeypatch):
     """``DIEN_CORE_CPP=0`` (the GPU script sets it): the plan's notes say why, and nothing warns."""
     monkeypatch.setenv("DIEN_CORE_CPP", "0")
+    for other in ("DIEN_CORE_TRITON", "TRITON_INTERPRET"):
+        monkeypatch.delenv(other, raising=False)
     monkeypatch.setattr(cpp, "available", lambda: False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plan = resolve("auto", ("embedding", "AUGRU"), Target("cpu"))
     assert plan.choices == (("embedding", "torch"), ("AUGRU", "torch"))
     assert all("DIEN_CORE_CPP=0" in note for note in plan.notes) and len(plan.notes) == 2
+    assert plan.switches == (("DIEN_CORE_CPP", "0"),) and plan.as_dict()["switches"] == {"DIEN_CORE_CPP": "0"}
+    assert str(plan).endswith("[DIEN_CORE_CPP=0]")
 
 
 def test_unknown_backends_and_the_old_fused_name():
@@ -145,10 +149,38 @@ def test_dien_on_a_fast_plan_equals_dien_on_the_reference_plan(backend, gru_type
 
 
 def test_plan_module_is_the_one_place_that_reads_availability():
-    """The layers hold their plan's choice; nothing in dien_core outside kernels/ decides a fallback."""
+    """The layers hold their plan's choice; nothing in dien_core outside kernels/ decides a fallback,
+    and only kernels/switches.py reads the environment."""
     import pathlib
 
     root = pathlib.Path(plan.__file__).parents[1]
     outside = [p for p in root.rglob("*.py") if "kernels" not in p.parts]
-    offenders = [p.name for p in outside if "available()" in p.read_text() or "importable()" in p.read_text()]
+    calls = ("available()", "importable()", "interpreted()", "turned_off()")
+    offenders = [p.name for p in outside if any(call in p.read_text() for call in calls)]
     assert offenders == []
+    readers = sorted(p.name for p in root.rglob("*.py") if "os.environ" in p.read_text())
+    assert readers == ["cpp.py", "switches.py"]  # cpp.py: torch's TORCH_EXTENSIONS_DIR, where it builds
+
+
+def test_a_model_refuses_a_plan_made_for_another_backend_or_other_pieces():
+    from dien_core import DIEN
+    from dien_core.kernels.plan import plan_for
+
+    config = ModelConfig(backend="torch", use_aux_loss=True)
+    with pytest.raises(ValueError, match="made for backend 'reference'"):
+        DIEN(config, VOCAB, plan_for(ModelConfig(backend="reference", use_aux_loss=True), DIEN.pieces(config)))
+    with pytest.raises(ValueError, match="uses"):
+        DIEN(config, VOCAB, plan_for(config, ("embedding", "GRU")))
+    given = plan_for(config, DIEN.pieces(config))
+    assert DIEN(config, VOCAB, given).plan is given
+
+
+def test_total_loss_weighs_its_two_terms():
+    """A data-parallel rank's shares of the rows and of the auxiliary pairs (bench/distributed/ddp.py)."""
+    from dien_core import Output
+
+    logits, label, aux = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([1.0, 0.0, 1.0]), torch.tensor(0.7)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, label)
+    output = Output(logits, aux, 0.5)
+    assert torch.allclose(total_loss(output, label), bce + 0.5 * aux)
+    assert torch.allclose(total_loss(output, label, 0.25, torch.tensor(0.4)), 0.25 * bce + 0.5 * 0.4 * aux)

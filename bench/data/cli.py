@@ -14,7 +14,7 @@ DATA_EXAMPLES = """examples:
 
 def add_data_parser(sub) -> None:
     """Add ``data`` (with its ``fetch`` subcommand) to the CLI's subparsers ``sub``."""
-    from .fetch import SOURCES
+    from .fetch import SOURCES, TIMEOUT_SECONDS
 
     data = sub.add_parser(
         "data", help="get data files (MovieLens from GroupLens)", epilog=DATA_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -34,7 +34,8 @@ def add_data_parser(sub) -> None:
         "--url", help="download from this URL instead (a mirror); its file must match the pinned sha256 unless --sha256 is given"
     )
     fetch.add_argument("--sha256", help="with --url: the archive's expected sha256 (64 hex digits)")
-    fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait on the network before giving up (default 60)")
+    fetch.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS,
+                       help=f"seconds to wait on the network before giving up (default {TIMEOUT_SECONDS:g})")  # fmt: skip
     fetch.set_defaults(func=cmd_fetch)
 
 

@@ -56,6 +56,8 @@ SOURCES = {
 }  # fmt: skip
 
 
+TIMEOUT_SECONDS = 60.0  # how long fetch waits on the network before giving up
+
 def target_dir(name: str, dest: str | Path | None = None) -> Path:
     """The folder ``fetch(name, dest)`` fills: ``<dest or data_root()>/movielens/ml-<variant>``."""
     source = _source(name)
@@ -67,7 +69,7 @@ def fetch(
     dest: str | Path | None = None,
     url: str | None = None,
     sha256: str | None = None,
-    timeout: float = 60.0,
+    timeout: float = TIMEOUT_SECONDS,
     progress: bool | None = None,
 ) -> Path:
     """Download ``name`` (``movielens-1m`` or ``movielens-100k``) into ``target_dir(name, dest)`` and return it.

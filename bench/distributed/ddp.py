@@ -22,11 +22,10 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dien_core import Batch, Output
+from dien_core import Batch, Output, total_loss
 
 from ..data import BatchLoader, Dataset, Split, load_dataset
 from ..train import Local, predict
@@ -85,11 +84,10 @@ class DataParallel(Local):
 
     def loss(self, output: Output, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, int]:
         row_weight, pair_weight = self._weights
-        bce = F.binary_cross_entropy_with_logits(output.logits, batch.label)
-        aux = output.aux_loss * pair_weight.to(output.aux_loss.dtype)
+        pair_weight = pair_weight.to(output.aux_loss.dtype)
         # DDP divides the summed gradients by the world size: times it here, the mean over ranks is the sum.
-        loss = self.world * (row_weight * bce + output.alpha * aux)
-        return loss, aux.detach(), self._rows
+        loss = self.world * total_loss(output, batch.label, row_weight, pair_weight)
+        return loss, (output.aux_loss * pair_weight).detach(), self._rows
 
     def epoch_sums(self, loss_sum: torch.Tensor, aux_sum: torch.Tensor) -> tuple[float, float]:
         sums = torch.stack([loss_sum / self.world, aux_sum])

@@ -19,8 +19,8 @@ import torch
 
 from .. import results_io
 from ..data import load_dataset
+from ..resources import CellResources
 from ..run.runner import CellResult, cell_data, cell_name, run_cell
-from .resources import CellResources
 
 DEVICES = ("auto", "cpu", "cuda")
 

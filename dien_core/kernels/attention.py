@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import cpp
-from .plan import KERNEL_ACTIVATIONS
+from .plan import activation_missing
 
 if TYPE_CHECKING:
     from ..attention import AttentionUnit
@@ -28,8 +28,8 @@ def serving_scores(attention: AttentionUnit, keys: torch.Tensor, key_part: torch
     if query.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"the C++ serving attention takes float32 or float64, not {query.dtype}; build the model for this dtype")
     names = {act.name for act in mlp.activations}
-    if not names <= set(KERNEL_ACTIVATIONS):
-        raise ValueError(f"the C++ serving attention implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)}, not {sorted(names)}")
+    if why := next(filter(None, (activation_missing("serving attention", name) for name in sorted(names))), ""):
+        raise ValueError(why)
     first = mlp.first
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     after = [*list(mlp.linears)[1:], mlp.out] if len(mlp.linears) else []  # the Linear layers after the first

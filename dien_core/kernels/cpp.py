@@ -28,6 +28,8 @@ from types import ModuleType
 
 import torch
 
+from . import switches
+
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = [CSRC / name for name in ("module.cpp", "recurrence_cpu.cpp", "aux_loss_cpu.cpp", "embedding_cpu.cpp", "attention_cpu.cpp")]
 NAME = "dien_core_cpu"
@@ -114,8 +116,8 @@ def available() -> bool:
 
 
 def turned_off() -> bool:
-    """Whether ``DIEN_CORE_CPP=0`` turned the C++ kernels off."""
-    return os.environ.get("DIEN_CORE_CPP", "1") == "0"
+    """Whether ``DIEN_CORE_CPP=0`` turned the C++ kernels off (``switches.py``)."""
+    return switches.cpp_off()
 
 
 def unavailable_reason() -> str:

@@ -24,7 +24,14 @@ activation it does not implement or under autocast) raises a ValueError when the
 later; except for ``serving_attention``, which training never runs: where ``cpp`` cannot take it
 (bfloat16, autocast, Dice or PReLU hidden layers) it runs its torch form, and the notes say why.
 Where ``auto``'s first choice is missing, ``cpp.kernels()`` warns once, and the plan records what ran
-instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the notes say so).
+instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the notes say so). The
+environment switches that steer this (``switches.py``) are read only there, and every plan records
+those that were set.
+
+The serving path (``dien_core/serving``) runs the plan's ``cpp`` and ``triton`` recurrence loops
+and its ``serving_attention``; where a recurrence is planned ``native`` or ``reference`` (forms with
+no loop over prepared inputs) it runs the ``torch`` loops, and its lookups are always the ``torch``
+gathers (``serving/parts.py``): its results are held to the eval forward's, not to the plan's form.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import cpp, triton_loops
+from .switches import current as switches_set
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -77,12 +85,14 @@ class Target:
 class Plan:
     """Which implementation runs each piece a model uses: ``choices`` ((piece, implementation), ...) in
     ``PIECES`` order, resolved from ``backend`` for ``target``; ``notes`` say why any piece runs
-    something other than the backend's name."""
+    something other than the backend's name; ``switches`` the environment switches (``switches.py``)
+    set when it was made, ``(name, value)`` pairs."""
 
     backend: str
     target: Target
     choices: tuple[tuple[str, str], ...]
     notes: tuple[str, ...] = ()
+    switches: tuple[tuple[str, str], ...] = ()
 
     def __getitem__(self, piece: str) -> str:
         for name, implementation in self.choices:
@@ -94,14 +104,15 @@ class Plan:
         """For ``metadata.json``: the backend, the target and each piece's implementation."""
         t = self.target
         target = {"device": t.device, "dtype": str(t.dtype).removeprefix("torch."), "autocast": t.autocast}
-        return {"backend": self.backend, **target, "pieces": dict(self.choices), "notes": list(self.notes)}
+        return {"backend": self.backend, **target, "pieces": dict(self.choices), "notes": list(self.notes), "switches": dict(self.switches)}
 
     def __str__(self) -> str:
         t = self.target
         dtype = str(t.dtype).removeprefix("torch.") + (" under autocast" if t.autocast else "")
         pieces = ", ".join(f"{piece} {implementation}" for piece, implementation in self.choices)
         notes = f" ({'; '.join(self.notes)})" if self.notes else ""
-        return f"backend {self.backend} on {t.device} {dtype}: {pieces}{notes}"
+        switches = f" [{' '.join(f'{k}={v}' for k, v in self.switches)}]" if self.switches else ""
+        return f"backend {self.backend} on {t.device} {dtype}: {pieces}{notes}{switches}"
 
 
 def check_backend(backend: str) -> str:
@@ -134,7 +145,7 @@ def resolve(backend: str, pieces: tuple[str, ...], target: Target = Target()) ->
         choices.append((piece, implementation))
         if why:
             notes.append(f"{piece} {implementation}: {why}")
-    return Plan(backend, target, tuple(choices), tuple(notes))
+    return Plan(backend, target, tuple(choices), tuple(notes), switches_set())
 
 
 def plan_for(config: ModelConfig, pieces: tuple[str, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -144,6 +155,27 @@ def plan_for(config: ModelConfig, pieces: tuple[str, ...], device: torch.device 
     target = Target(torch.device(device).type, dtype, autocast, config.behaviour_dim, config.aux_activation, bool(config.aux_hidden),
                     config.attention_activation)
     return resolve(config.backend, pieces, target)
+
+
+def model_plan(config: ModelConfig, pieces: tuple[str, ...], plan: Plan | None = None) -> Plan:
+    """The plan a model built from ``config`` runs: ``plan`` where one is given (a ValueError unless it
+    was made from ``config.backend`` and covers ``pieces``), else ``plan_for(config, pieces)`` (float32, CPU)."""
+    if plan is None:
+        return plan_for(config, pieces)
+    planned = [name for name, _ in plan.choices]
+    if plan.backend != config.backend or planned != [p for p in PIECES if p in pieces]:
+        raise ValueError(f"this plan was made for backend {plan.backend!r} and pieces {planned}; the model's config "
+                         f"has backend {config.backend!r} and uses {list(pieces)} (plan_for(config, Model.pieces(config)))")  # fmt: skip
+    return plan
+
+
+def activation_missing(what: str, activation: str, has_layers: bool = True) -> str:
+    """Why the C++ ``what`` (the auxiliary loss, the serving attention) cannot run an MLP with hidden
+    ``activation`` ("" where it can; ``has_layers``: whether the MLP has hidden layers at all)."""
+    if activation not in KERNEL_ACTIVATIONS or not has_layers:
+        return f"the C++ {what} implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)} only, not {activation!r}" + (
+            "" if has_layers else " without hidden layers")
+    return ""
 
 
 def _cpp_missing(piece: str, target: Target) -> str:
@@ -157,13 +189,13 @@ def _cpp_missing(piece: str, target: Target) -> str:
             return "the C++ auxiliary loss takes float32 or float64, not bfloat16"
         if target.autocast:
             return "the C++ auxiliary loss computes in the weights' dtype, not under autocast"
-        if target.aux_activation not in KERNEL_ACTIVATIONS or not target.aux_layers:
-            return f"the C++ auxiliary loss implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)} only"
+        if why := activation_missing("auxiliary loss", target.aux_activation, target.aux_layers):
+            return why
     if piece == "serving_attention":
         if target.dtype == torch.bfloat16 or target.autocast:
             return "the C++ serving attention computes in float32 or float64 weights, not bfloat16 or under autocast"
-        if target.att_activation not in KERNEL_ACTIVATIONS:
-            return f"the C++ serving attention implements hidden layers of {' or '.join(KERNEL_ACTIVATIONS)} only"
+        if why := activation_missing("serving attention", target.att_activation):
+            return why
     if not cpp.available():
         return cpp.unavailable_reason()
     return ""

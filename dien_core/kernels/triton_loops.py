@@ -21,9 +21,9 @@ programs share an SM and batch 4096 (256 programs) is one wave on an H100/H200.
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from . import switches
 
 try:
     import triton
@@ -40,7 +40,7 @@ MAX_HIDDEN = 64
 
 
 def importable() -> bool:
-    return triton is not None and os.environ.get("DIEN_CORE_TRITON", "1") != "0"
+    return triton is not None and not switches.triton_off()
 
 
 def import_failure() -> str:
@@ -51,7 +51,15 @@ def import_failure() -> str:
 
 
 def interpreted() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether Triton's interpreter runs the loops (on CPU tensors; ``switches.py``)."""
+    return switches.triton_interpreted()
+
+
+def check_device(device: torch.device, kind: str) -> None:
+    """A ValueError where the Triton loops cannot take tensors on ``device`` (a model planned for another device)."""
+    if device.type != "cuda" and not interpreted():
+        raise ValueError(f"this {kind} was planned for the Triton loops (CUDA), got {device.type} tensors; "
+                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
 
 
 if triton is not None:

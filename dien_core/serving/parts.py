@@ -32,7 +32,7 @@ from ..batch import step_mask
 from ..embedding import FeatureEmbedding
 from ..head import Head
 from ..kernels.attention import serving_scores
-from ..kernels.plan import Plan
+from ..kernels.plan import FORMS, Plan
 
 LOOPS = ("planned", "unrolled")
 
@@ -122,7 +122,7 @@ def candidate_attention(attention: AttentionUnit, keys: torch.Tensor, key_part: 
     if implementation == "reference":
         return attention.normalize(attention.reference_scores(query, keys.index_select(0, owner), own_mask), own_mask)
     if implementation != "torch":
-        raise ValueError(f"unknown serving attention form {implementation!r}; allowed: reference, torch, cpp")
+        raise ValueError(f"unknown serving attention form {implementation!r}; allowed: {', '.join(FORMS['serving_attention'])}")
     first = attention.mlp.first
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     if R == 1:
