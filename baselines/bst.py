@@ -55,7 +55,7 @@ class BST(nn.Module):
         R, T = hist_item.shape
         if T > self.max_seq_len:
             raise ValueError(f"BST got histories of {T} steps, over max_seq_len={self.max_seq_len}: raise it or truncate (data maxlen)")
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         positions = self.encoder.position(distance_positions(lengths, T))  # (R, 1 + T, E)
         tokens = history.hist + positions[:, 1:]
         return history.with_extra(tokens=tokens, qkv=self.encoder.layers[0].qkv(tokens), target_position=positions[:, 0])
@@ -66,7 +66,7 @@ class BST(nn.Module):
         encoder over ``[target; history]`` from the first layer's attention on, pooling and the head."""
         (N,) = item.shape
         extra, first = history.extra, self.encoder.layers[0]
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         token = target + parts.per_candidate(extra["target_position"], owner)  # (N, E)
         x = torch.cat([token.unsqueeze(1), parts.per_candidate(extra["tokens"], owner)], dim=1)  # (N, 1 + T, E)
         qkv = torch.cat([first.qkv(token).unsqueeze(1), parts.per_candidate(extra["qkv"], owner)], dim=1)

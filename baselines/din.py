@@ -42,14 +42,14 @@ class DIN(nn.Module):
         """Serving, once per request (``dien_core.serving``): the lookups and the attention's key half
         ``(R, T, H1)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         return history.with_extra(key_part=parts.attention_keys(self.attention, history.hist))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
                          loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: attention, pooling, the head."""
         (N,) = item.shape
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         weights = parts.candidate_attention(self.attention, history.hist, history.extra["key_part"], target, owner, history.mask,
                                            parts.attention_implementation(self.plan, loops))
         pooled = parts.pool(weights, history.hist, owner)

@@ -48,7 +48,7 @@ class GRUAttention(nn.Module):
         ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``states (R, T, E)``,
         ``last (R, E)`` and ``key_part (R, T, H1)``."""
         R, T = hist_item.shape
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         states, last = parts.history_recurrence(self.gru, history.hist, lengths, history.mask, loops)
         return history.with_extra(states=states, last=last, key_part=parts.attention_keys(self.attention, states))
 
@@ -58,7 +58,7 @@ class GRUAttention(nn.Module):
         pooling, the head."""
         (N,) = item.shape
         states = history.extra["states"]
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         weights = parts.candidate_attention(self.attention, states, history.extra["key_part"], target, owner, history.mask,
                                            parts.attention_implementation(self.plan, loops))
         pooled = parts.pool(weights, states, owner)

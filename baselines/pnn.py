@@ -45,7 +45,7 @@ class PNN(nn.Module):
         """Serving, once per request (``dien_core.serving``): the lookups and the history's mean
         ``(R, 2D)``. ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         return history.with_extra(hist_mean=history.hist_sum / lengths.clamp_min(1).unsqueeze(1).to(history.hist_sum.dtype))
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
@@ -53,7 +53,7 @@ class PNN(nn.Module):
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``: the products with the
         target's fields and the head (the user's and the history's share of its first layer per request)."""
         (N,) = item.shape
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         user, hist_mean = parts.per_candidate(history.user, owner), parts.per_candidate(history.extra["hist_mean"], owner)
         fields = torch.stack([user, *target.chunk(2, dim=1), *hist_mean.chunk(2, dim=1)], dim=1)  # (N, 5, D)
         features = [(history.user, True), (target, False), (history.extra["hist_mean"], True), (self.product(fields), False)]

@@ -39,12 +39,12 @@ class SumPooling(nn.Module):
         """Serving, once per request (``dien_core.serving``): the lookups and the history's sum.
         ``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``."""
         R, T = hist_item.shape
-        return parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        return parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
 
     def score_candidates(self, history: History, item: torch.Tensor, cate: torch.Tensor, owner: torch.Tensor,
                          loops: str = "planned") -> torch.Tensor:  # fmt: skip
         """Serving, per candidate: ``item, cate, owner (N,)`` -> logits ``(N,)``; the user's and the history's
         share of the head's first layer is the request's."""
         (N,) = item.shape
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         return parts.split_head(self.head, [(history.user, True), (target, False), (history.hist_sum, True)], owner)

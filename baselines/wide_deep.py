@@ -60,7 +60,7 @@ class WideDeep(nn.Module):
         hist_cate (R, T)``, ``lengths (R,)`` -> ``History`` with extras ``wide (R,)``, ``hist_cate (R, T)``
         (zero at padding) and ``keep (R, T)`` (1 at a behaviour, 0 at padding)."""
         R, T = hist_item.shape
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         keep = history.mask.long()
         w = self.wide
         bags = w["hist_item"](hist_item * keep) + w["hist_cate"](hist_cate * keep)  # (R, T, 1)
@@ -76,6 +76,6 @@ class WideDeep(nn.Module):
         cross = (cate.unsqueeze(1) * self.cates + parts.per_candidate(history.extra["hist_cate"], owner)) * keep  # (N, T)
         targets = (w["item"](item) + w["cate"](cate)).squeeze(-1)
         wide = parts.per_candidate(history.extra["wide"], owner) + targets + w["cross_cate"](cross).sum(dim=(1, 2))
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         deep = parts.split_head(self.head, [(history.user, True), (target, False), (history.hist_sum, True)], owner)
         return deep + wide

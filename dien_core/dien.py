@@ -62,7 +62,7 @@ class DIEN(nn.Module):
         recurrence loops read them. With ``gru_type="GRU"`` the evolution reads no attention, so its
         states are the history's too (``keys`` are then the evolution's states, and no ``inputs``)."""
         R, T = hist_item.shape
-        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths)
+        history = parts.embed_history(self.embedding, user, hist_item, hist_cate, lengths, loops)
         states, _ = parts.history_recurrence(self.extractor.gru, history.hist, lengths, history.mask, loops)
         evolution = self.evolution
         if evolution.gru_type == "GRU":
@@ -77,7 +77,7 @@ class DIEN(nn.Module):
         ``history``) -> logits ``(N,)``: attention scores, the attention-driven recurrence, the head."""
         (N,) = item.shape
         evolution, keys = self.evolution, history.extra["keys"]
-        target = parts.embed_candidates(self.embedding, item, cate)
+        target = parts.embed_candidates(self.embedding, item, cate, loops)
         weights = parts.candidate_attention(evolution.attention, keys, history.extra["key_part"], target, owner, history.mask,
                                            parts.attention_implementation(self.plan, loops))
         if evolution.gru_type == "GRU":

@@ -64,7 +64,7 @@ class MaskedActivation(nn.Module):
         *_, H = x.shape
         if self.uses_mask:
             return self.act(x, mask)
-        if isinstance(self.act, nn.PReLU):  # PReLU's per-channel weight wants channels at dim 1
+        if isinstance(self.act, nn.PReLU) and x.dim() != 2:  # PReLU's per-channel weight wants channels at dim 1
             return self.act(x.reshape(-1, H)).reshape(x.shape)
         return self.act(x)
 

@@ -10,7 +10,7 @@ from bench.models import MODEL_NAMES, build_model
 from bench.serving.workload import random_requests
 from dien_core import ModelConfig
 from dien_core.serving import Request, ServingModel, stack
-from tests.helpers import VOCAB
+from tests.helpers import VOCAB, needs_cpp
 
 SMALL = ModelConfig(embedding_dim=4, attention_hidden=(8, 4), aux_hidden=(8, 4), mlp_hidden=(16, 8))
 TOL = 1e-5
@@ -107,6 +107,28 @@ def test_against_the_literal_reference_recurrences(name):
     assert any(r.seq_len == 0 for r in requests)
     for request in requests:
         torch.testing.assert_close(serving.score_request(request), batched(reference, request), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "native", pytest.param("cpp", marks=needs_cpp), "reference"])
+@pytest.mark.parametrize("name", ["gru-att", "dien-augru+aux", "dien-aigru", "din"])
+def test_each_backends_serving_path_equals_its_eval_forward(name, backend):
+    """The serving path follows the plan where it has the form (the C++ lookups and loops) and runs
+    the layer itself or the torch forms where it has not (native, reference): the same logits."""
+    model = trained_like(name, dataclasses.replace(SMALL, backend=backend))
+    serving = ServingModel(model)
+    for request in shapes():
+        torch.testing.assert_close(serving.score_request(request), batched(model, request), atol=TOL, rtol=0)
+
+
+@needs_cpp
+def test_the_c_plus_plus_lookups_refuse_tables_off_the_cpu():
+    from dien_core.serving import parts
+
+    model = build_model("din", dataclasses.replace(SMALL, backend="cpp"), VOCAB).eval()
+    assert parts.fused_lookups(model.embedding, "planned") and not parts.fused_lookups(model.embedding, "unrolled")
+    model.embedding.to("meta")
+    with pytest.raises(ValueError, match="planned for the C\\+\\+ kernels"):
+        parts.fused_lookups(model.embedding, "planned")
 
 
 @pytest.mark.parametrize("loops", ["planned", "unrolled"])

@@ -65,3 +65,17 @@ def test_onnx_runtime_equals_the_batched_rows(name, tmp_path):
     model = trained_like(name)
     scorer = export.OnnxScorer(export.export_onnx(model, T, tmp_path / f"{name}.onnx"), threads=1)
     check(lambda t: scorer(scorer.feeds(t)), model)
+
+
+def test_an_exported_package_is_named_by_the_code_it_was_traced_from(tmp_path, monkeypatch):
+    """A package from other model code is never reused by its file name (``impls.code_stamp``)."""
+    from bench.serving import impls
+
+    stamp = impls.code_stamp()
+    assert len(stamp) == 10 and stamp == impls.code_stamp()
+    impls.code_stamp.cache_clear()
+    monkeypatch.setattr(torch, "__version__", "0.0-other")
+    try:
+        assert impls.code_stamp() != stamp
+    finally:
+        impls.code_stamp.cache_clear()

@@ -14,14 +14,18 @@ timed and returns the K scores.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
+import baselines
+import dien_core
 from dien_core.serving import Request, ServingModel, stack
 
 from . import export, peers
@@ -86,6 +90,18 @@ def make_impls(names: tuple[str, ...], model: torch.nn.Module, model_name: str, 
     return impls, export_seconds
 
 
+@cache
+def code_stamp() -> str:
+    """A short hash of the model code an export traces (``dien_core``, ``baselines``) and of torch's
+    version: a package compiled from other code is never picked up again by its file name."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for package in (dien_core, baselines):
+        root = Path(package.__file__).parent
+        for source in sorted(root.rglob("*.py")):
+            digest.update(str(source.relative_to(root)).encode() + source.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def make_impl(name: str, model: torch.nn.Module, serving: ServingModel, model_name: str, seq_len: int, example: Request,
               device: torch.device, workdir: Path, threads: int) -> Impl:  # fmt: skip
     def tensors(r: Request) -> tuple[torch.Tensor, ...]:
@@ -97,7 +113,8 @@ def make_impl(name: str, model: torch.nn.Module, serving: ServingModel, model_na
         return Impl(name, tensors, lambda t: serving(*t))
     if name == "shared-cudagraph":
         return Impl(name, tensors, CudaGraphScorer(serving, example))
-    path = workdir / f"{model_name.replace('+', '_')}-T{seq_len}-{device.type}.{'pt2' if name == 'exported' else 'onnx'}"
+    stem = f"{model_name.replace('+', '_')}-T{seq_len}-{device.type}-{code_stamp()}"  # compiled from this code, for this T
+    path = workdir / f"{stem}.{'pt2' if name == 'exported' else 'onnx'}"
     if name == "exported":
         if not path.is_file():
             export.export_aoti(model, seq_len, path, device)

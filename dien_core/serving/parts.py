@@ -31,6 +31,7 @@ from ..attention import AttentionUnit
 from ..batch import step_mask
 from ..embedding import FeatureEmbedding
 from ..head import Head
+from ..kernels import cpp
 from ..kernels.attention import serving_scores
 from ..kernels.plan import FORMS, Plan
 
@@ -59,29 +60,47 @@ class History:
         return History(self.user, self.hist, self.hist_sum, self.mask, {**self.extra, **extra})
 
 
-def lookup(tables: Sequence[torch.Tensor], ids: Sequence[torch.Tensor]) -> torch.Tensor:
+def lookup(tables: Sequence[torch.Tensor], ids: Sequence[torch.Tensor], fused: bool = False) -> torch.Tensor:
     """Rows of ``tables`` (each ``(V_k, D_k)``) side by side for ``ids`` of one shape ``S``: ``(*S, sum D_k)``;
-    id 0 reads zeros (``TableLookup``'s contract; empty ``S`` allowed)."""
+    id 0 reads zeros (``TableLookup``'s contract; empty ``S`` allowed). ``fused``: in one call of the
+    C++ gather (``csrc/embedding_cpu.cpp``, CPU tables), else in torch ops (what ``torch.export`` traces)."""
+    width = sum(t.shape[1] for t in tables)
+    if fused:
+        kernels = cpp.kernels()
+        assert kernels is not None, "the plan chose the C++ kernels only where they built"
+        return kernels.gather_rows(list(tables), [i.reshape(1, -1) for i in ids]).reshape(*ids[0].shape, width)
     rows = [table.index_select(0, i.reshape(-1)) * (i.reshape(-1, 1) != 0) for table, i in zip(tables, ids)]
-    return torch.cat(rows, dim=-1).reshape(*ids[0].shape, sum(t.shape[1] for t in tables))
+    return torch.cat(rows, dim=-1).reshape(*ids[0].shape, width)
+
+
+def fused_lookups(embedding: FeatureEmbedding, loops: str) -> bool:
+    """Whether the serving lookups run the C++ gather: the embedding's plan is ``cpp`` and the loops are
+    the planned ones. A ValueError for tables off the CPU (a model planned for another device)."""
+    if loops != "planned" or embedding.implementation != "cpp":
+        return False
+    if embedding.item.weight.device.type != "cpu":
+        raise ValueError(f"this embedding was planned for the C++ kernels (CPU), got {embedding.item.weight.device.type} tables; "
+                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+    return True
 
 
 def embed_history(embedding: FeatureEmbedding, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor,
-                  lengths: torch.Tensor) -> History:  # fmt: skip
+                  lengths: torch.Tensor, loops: str = "planned") -> History:  # fmt: skip
     """``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``; ids at padded
-    steps read as 0 (zeros), as in ``FeatureEmbedding``."""
+    steps read as 0 (zeros), as in ``FeatureEmbedding``; the lookups as the plan's embedding (``fused_lookups``)."""
     R, T = hist_item.shape
+    fused = fused_lookups(embedding, loops)
     mask = step_mask(lengths, T)
     keep = mask.long()
-    hist = lookup([embedding.item.weight, embedding.cate.weight], [hist_item * keep, hist_cate * keep])  # (R, T, E)
-    u = lookup([embedding.user.weight], [user])
+    hist = lookup([embedding.item.weight, embedding.cate.weight], [hist_item * keep, hist_cate * keep], fused)  # (R, T, E)
+    u = lookup([embedding.user.weight], [user], fused)
     return History(u, hist, hist.sum(dim=1), mask)
 
 
-def embed_candidates(embedding: FeatureEmbedding, item: torch.Tensor, cate: torch.Tensor) -> torch.Tensor:
+def embed_candidates(embedding: FeatureEmbedding, item: torch.Tensor, cate: torch.Tensor, loops: str = "planned") -> torch.Tensor:
     """``item, cate (N,)`` -> ``e_t (N, E)``."""
     (N,) = item.shape
-    return lookup([embedding.item.weight, embedding.cate.weight], [item, cate])
+    return lookup([embedding.item.weight, embedding.cate.weight], [item, cate], fused_lookups(embedding, loops))
 
 
 def per_candidate(x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
@@ -146,18 +165,19 @@ def pool(weights: torch.Tensor, values: torch.Tensor, owner: torch.Tensor) -> to
 def split_head(head: Head, parts: Sequence[tuple[torch.Tensor, bool]], owner: torch.Tensor) -> torch.Tensor:
     """``head(*parts)`` for N candidates, where each part is ``(tensor, shared)``: ``(R, D_i)`` for a
     request's part (its share of the first layer computed once per request), ``(N, D_i)`` for a
-    candidate's, in the head's order. Returns logits ``(N,)``."""
+    candidate's, in the head's order. Returns logits ``(N,)``. Each part meets its own column block of
+    the first layer's weight (a strided view, nothing concatenated)."""
     (N,) = owner.shape
     first = head.mlp.first
     blocks = first.weight.split([p.shape[-1] for p, _ in parts], dim=1)
     shared = [(p, w) for (p, is_shared), w in zip(parts, blocks) if is_shared]
     own = [(p, w) for (p, is_shared), w in zip(parts, blocks) if not is_shared]
-    hidden = first.bias
-    if shared:
-        hidden = torch.addmm(first.bias, torch.cat([p for p, _ in shared], dim=-1), torch.cat([w for _, w in shared], dim=1).t())
-        hidden = per_candidate(hidden, owner)  # (N, H1)
-    if own:
-        hidden = torch.addmm(hidden.expand(N, -1), torch.cat([p for p, _ in own], dim=-1), torch.cat([w for _, w in own], dim=1).t())
+    hidden = first.bias.unsqueeze(0)
+    for p, w in shared:
+        hidden = torch.addmm(hidden, p, w.t())  # (R, H1)
+    hidden = per_candidate(hidden, owner) if shared else hidden.expand(N, -1)  # (N, H1)
+    for p, w in own:
+        hidden = torch.addmm(hidden, p, w.t())
     return head.mlp.forward_from_first(hidden)
 
 
@@ -202,7 +222,8 @@ def coefficients(kind: str, convention: str, att: torch.Tensor | None, mask: tor
     if kind == "AGRU":
         return m * a, None
     if convention == "paper":
-        return m * a, -(m * a)
+        c = m * a
+        return c, -c
     return m, m * (a - 1)
 
 
@@ -215,9 +236,11 @@ def input_projection(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def history_recurrence(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor,
                        loops: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """A recurrence without attention over ``x (R, T, I)`` -> ``out (R, T, H)`` (zero at padding),
-    ``last (R, H)``. ``"planned"`` calls the layer itself: the training path's numerics."""
+    ``last (R, H)``. With the planned loops, a layer planned ``cpp`` or ``triton`` runs its loop on the
+    input projection directly (no autograd Function: serving needs no backward); one planned ``native``
+    or ``reference`` is called itself (torch's GRU kernel, the per-step reference)."""
     R, T, I = x.shape
-    if loops == "planned":
+    if loops == "planned" and layer.implementation not in ("cpp", "triton"):
         return layer(x, None, lengths)
     H = layer.hidden_size
     if T == 0:
