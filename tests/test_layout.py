@@ -1,5 +1,6 @@
-"""The README's layout section lists each package's modules under that package, and names nothing that
-is not there; each command has its own CLI module."""
+"""The README's layout section lists each package's modules under that package, names no module in a
+subpackage's ``( ... )`` listing that is not there, and the baselines by their class names; each
+command has its own CLI module."""
 
 import re
 from pathlib import Path

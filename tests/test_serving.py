@@ -120,6 +120,32 @@ def test_each_backends_serving_path_equals_its_eval_forward(name, backend):
         torch.testing.assert_close(serving.score_request(request), batched(model, request), atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["gru-att", "dien-augru+aux"])
+def test_the_triton_loops_serve_the_eval_forwards_logits(name):
+    """Backend ``triton`` (under Triton's interpreter on CPU, as conftest sets): the history's GRU and the
+    candidates' AUGRU run the Triton loops on the serving path."""
+    from dien_core.kernels import triton_loops
+
+    if triton_loops.triton is None:
+        pytest.skip("triton is not installed (pip install -e '.[dev]' installs it)")
+    model = trained_like(name, dataclasses.replace(SMALL, backend="triton"))
+    assert {m.implementation for m in model.modules() if isinstance(m, torch.nn.Module) and hasattr(m, "gates")} == {"triton"}
+    serving = ServingModel(model)
+    for request in shapes():
+        torch.testing.assert_close(serving.score_request(request), batched(model, request), atol=TOL, rtol=0)
+
+
+def test_ids_must_be_int64_on_every_plan():
+    request = random_requests(1, 3, 5, seed=1, vocab=VOCAB)[0]
+    with pytest.raises(ValueError, match="ids must be int64, got torch.int32"):
+        dataclasses.replace(request, item=request.item.int())
+    serving = ServingModel(trained_like("din"))
+    tensors = list(stack([request]).tensors())
+    tensors[0] = tensors[0].int()  # user
+    with pytest.raises(ValueError, match="ids must be int64"):
+        serving(*tensors)
+
+
 @needs_cpp
 def test_the_c_plus_plus_lookups_refuse_tables_off_the_cpu():
     from dien_core.serving import parts

@@ -69,13 +69,21 @@ def test_onnx_runtime_equals_the_batched_rows(name, tmp_path):
 
 def test_an_exported_package_is_named_by_the_code_it_was_traced_from(tmp_path, monkeypatch):
     """A package from other model code is never reused by its file name (``impls.code_stamp``)."""
+    import dien_core
     from bench.serving import impls
 
     stamp = impls.code_stamp()
     assert len(stamp) == 10 and stamp == impls.code_stamp()
-    impls.code_stamp.cache_clear()
-    monkeypatch.setattr(torch, "__version__", "0.0-other")
+    fake = tmp_path / "dien_core"
+    (fake / "serving").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "serving" / "parts.py").write_text("x = 1\n")
     try:
-        assert impls.code_stamp() != stamp
+        impls.code_stamp.cache_clear()
+        monkeypatch.setattr(dien_core, "__file__", str(fake / "__init__.py"))
+        other = impls.code_stamp()
+        (fake / "serving" / "parts.py").write_text("x = 2\n")  # one line of model code changed
+        impls.code_stamp.cache_clear()
+        assert len({stamp, other, impls.code_stamp()}) == 3
     finally:
         impls.code_stamp.cache_clear()

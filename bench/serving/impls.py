@@ -92,13 +92,14 @@ def make_impls(names: tuple[str, ...], model: torch.nn.Module, model_name: str, 
 
 @cache
 def code_stamp() -> str:
-    """A short hash of the model code an export traces (``dien_core``, ``baselines``) and of torch's
-    version: a package compiled from other code is never picked up again by its file name."""
+    """A short hash of the code an export traces and how (``dien_core``, ``baselines``, ``export.py``)
+    and of torch's version: a package compiled from other code is never picked up again by its file name."""
     digest = hashlib.sha256(torch.__version__.encode())
     for package in (dien_core, baselines):
         root = Path(package.__file__).parent
         for source in sorted(root.rglob("*.py")):
             digest.update(str(source.relative_to(root)).encode() + source.read_bytes())
+    digest.update(Path(export.__file__).read_bytes())
     return digest.hexdigest()[:10]
 
 

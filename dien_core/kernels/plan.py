@@ -28,10 +28,12 @@ instead (no warning where ``DIEN_CORE_CPP=0`` turned the C++ kernels off: the no
 environment switches that steer this (``switches.py``) are read only there, and every plan records
 those that were set.
 
-The serving path (``dien_core/serving``) runs the plan's ``cpp`` and ``triton`` recurrence loops
-and its ``serving_attention``; where a recurrence is planned ``native`` or ``reference`` (forms with
-no loop over prepared inputs) it runs the ``torch`` loops, and its lookups are always the ``torch``
-gathers (``serving/parts.py``): its results are held to the eval forward's, not to the plan's form.
+The serving path (``dien_core/serving``, ``loops="planned"``) runs the plan's ``cpp`` and ``triton``
+recurrence loops, its ``serving_attention`` and its ``cpp`` lookups (one C++ gather); a history
+recurrence planned ``native`` or ``reference`` is the layer itself, but a candidate recurrence so
+planned runs the ``torch`` loops (neither form has a loop over prepared inputs), and other
+embedding forms look up in torch gathers (``serving/parts.py``). Its results are held to the eval
+forward's, not to the plan's form.
 """
 
 from __future__ import annotations

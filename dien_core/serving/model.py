@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .parts import check_loops
-from .requests import Request, Requests, stack
+from .requests import Request, Requests, check_ids, stack
 
 
 class ServingModel(nn.Module):
@@ -32,6 +32,7 @@ class ServingModel(nn.Module):
         R, T = hist_item.shape
         if self.model.training:
             raise ValueError("serving scores as in eval mode: call model.eval() first (dropout, Dice's running statistics)")
+        check_ids(user, hist_item, hist_cate, item, cate, owner)
         history = self.model.encode_history(user, hist_item, hist_cate, lengths, self.loops)
         return self.model.score_candidates(history, item, cate, owner, self.loops)
 

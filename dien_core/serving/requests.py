@@ -10,6 +10,13 @@ import torch
 from ..batch import Batch
 
 
+def check_ids(*ids: torch.Tensor) -> None:
+    """A ValueError unless every id tensor is int64 (the lookups' contract, on every plan)."""
+    wrong = sorted({str(i.dtype) for i in ids if i.dtype != torch.int64})
+    if wrong:
+        raise ValueError(f"ids must be int64, got {', '.join(wrong)}: convert them with .long()")
+
+
 @dataclass(frozen=True)
 class Request:
     """One ranking request: ``user ()``, ``hist_item, hist_cate (T,)`` oldest first (right-padded
@@ -32,6 +39,7 @@ class Request:
             )
         if self.item.dim() != 1 or self.item.shape != self.cate.shape or self.item.shape[0] < 1:
             raise ValueError(f"item and cate must be (K,) with K >= 1 candidates, got {tuple(self.item.shape)}, {tuple(self.cate.shape)}")
+        check_ids(self.user, self.hist_item, self.hist_cate, self.item, self.cate)
 
     @classmethod
     def of(cls, user: int, hist_item: Sequence[int], hist_cate: Sequence[int], item: Sequence[int], cate: Sequence[int],
