@@ -48,9 +48,7 @@ class AuxiliaryLoss(nn.Module):
             return self.reference_forward(states, clicked, negative, mask)
         if self.implementation == "torch":
             return self.torch_forward(states, clicked, negative, mask)
-        if states.device.type != "cpu":
-            raise ValueError(f"this auxiliary loss was planned for the C++ kernel (CPU), got {states.device.type} tensors; "
-                             "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+        cpp.planned_kernels(states.device, "auxiliary loss")  # a ValueError for tensors off the CPU
         # Time-major rows (t, b), flattened: the state at t pairs with the behaviour at t + 1, B rows
         # further on. A view, no copy, of inputs that are time-major in memory (the recurrences' and
         # the embedding's outputs are); the gradients come back in the same layout.

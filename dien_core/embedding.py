@@ -9,6 +9,7 @@ from torch import nn
 
 from .batch import Batch, step_mask
 from .config import VocabSizes
+from .kernels import cpp
 from .kernels.lookup import TableLookup
 from .kernels.plan import FORMS
 
@@ -59,9 +60,8 @@ class FeatureEmbedding(nn.Module):
         keep = mask.long()
         if self.implementation == "reference":
             return self.reference_forward(batch, mask, with_negatives)
-        if self.implementation == "cpp" and self.item.weight.device.type != "cpu":
-            raise ValueError(f"this embedding was planned for the C++ kernels (CPU), got {self.item.weight.device.type} tables; "
-                             "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+        if self.implementation == "cpp":
+            cpp.planned_kernels(self.item.weight.device, "embedding")  # a ValueError for tables off the CPU
 
         def steps(ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (T, B), 0 at padded steps
             return (ids * keep).t().contiguous()

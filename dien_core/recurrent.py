@@ -62,12 +62,7 @@ class _Recurrent(nn.Module):
         A ValueError where the plan's choice cannot take tensors on ``device`` (a model planned for
         another device)."""
         if self.implementation == "cpp":
-            if device.type != "cpu":
-                raise ValueError(f"this {self.kind} was planned for the C++ kernels (CPU), got {device.type} tensors; "
-                                 "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
-            kernels = cpp.kernels()
-            assert kernels is not None, "the plan chose the C++ kernels only where they built"
-            return kernels
+            return cpp.planned_kernels(device, self.kind)
         if self.implementation == "triton":
             check_device(device, self.kind)
             return TritonLoops

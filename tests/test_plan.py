@@ -184,3 +184,17 @@ def test_total_loss_weighs_its_two_terms():
     output = Output(logits, aux, 0.5)
     assert torch.allclose(total_loss(output, label), bce + 0.5 * aux)
     assert torch.allclose(total_loss(output, label, 0.25, torch.tensor(0.4)), 0.25 * bce + 0.5 * 0.4 * aux)
+
+
+@needs_cpp
+def test_every_cpp_piece_refuses_tensors_off_the_cpu():
+    """One check (``cpp.planned_kernels``) for each layer the plan gave the C++ kernels."""
+    model = build_model("dien-augru+aux", ModelConfig(backend="cpp", use_aux_loss=True), VOCAB).to("meta")
+    with pytest.raises(ValueError, match="embedding was planned for the C\\+\\+ kernels \\(CPU\\), got meta"):
+        model(random_batch(B=2, T=3).to("meta"))
+    with pytest.raises(ValueError, match="AUGRU was planned for the C\\+\\+ kernels"):
+        model.evolution.gru.loops(torch.device("meta"))
+    states = torch.zeros(2, 3, 36, device="meta")
+    with pytest.raises(ValueError, match="auxiliary loss was planned for the C\\+\\+ kernels"):
+        model.extractor.aux(states, states, states, torch.ones(2, 3, dtype=torch.bool, device="meta"))
+    assert cpp.planned_kernels(torch.device("cpu"), "GRU") is cpp.kernels()

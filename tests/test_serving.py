@@ -151,10 +151,10 @@ def test_the_c_plus_plus_lookups_refuse_tables_off_the_cpu():
     from dien_core.serving import parts
 
     model = build_model("din", dataclasses.replace(SMALL, backend="cpp"), VOCAB).eval()
-    assert parts.fused_lookups(model.embedding, "planned") and not parts.fused_lookups(model.embedding, "unrolled")
+    assert parts.lookup_kernels(model.embedding, "planned") is not None and parts.lookup_kernels(model.embedding, "unrolled") is None
     model.embedding.to("meta")
-    with pytest.raises(ValueError, match="planned for the C\\+\\+ kernels"):
-        parts.fused_lookups(model.embedding, "planned")
+    with pytest.raises(ValueError, match="embedding was planned for the C\\+\\+ kernels"):
+        parts.lookup_kernels(model.embedding, "planned")
 
 
 @pytest.mark.parametrize("loops", ["planned", "unrolled"])

@@ -127,6 +127,8 @@ def test_the_kernel_refuses_what_it_cannot_compute():
     key_part = P.attention_keys(unit, keys)
     with pytest.raises(ValueError, match="float32 or float64"):
         serving_scores(unit.half(), keys.half(), key_part.half(), query.half(), owner)
+    with pytest.raises(ValueError, match="serving attention was planned for the C\\+\\+ kernels \\(CPU\\), got meta"):
+        serving_scores(unit, keys.to("meta"), key_part.to("meta"), query.to("meta"), owner)
     mask = torch.ones(2, 4, dtype=torch.bool)
     with pytest.raises(ValueError, match="unknown serving attention form 'triton'"):
         P.candidate_attention(unit, keys, key_part, query, owner, mask, "triton")

@@ -22,9 +22,7 @@ def serving_scores(attention: AttentionUnit, keys: torch.Tensor, key_part: torch
     other dtypes or other activations (a model planned for something else)."""
     N, D = query.shape
     mlp = attention.mlp
-    if query.device.type != "cpu" or keys.device.type != "cpu":
-        raise ValueError(f"this attention was planned for the C++ kernel (CPU), got {query.device.type} tensors; "
-                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+    built = cpp.planned_kernels(query.device, "serving attention")  # the C++ side checks the other tensors too
     if query.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"the C++ serving attention takes float32 or float64, not {query.dtype}; build the model for this dtype")
     names = {act.name for act in mlp.activations}
@@ -34,6 +32,6 @@ def serving_scores(attention: AttentionUnit, keys: torch.Tensor, key_part: torch
     w_q, _, w_d, w_p = first.weight.split(D, dim=1)
     after = [*list(mlp.linears)[1:], mlp.out] if len(mlp.linears) else []  # the Linear layers after the first
     relu = names == {"relu"}
-    return cpp.kernels().attention_scores(
+    return built.attention_scores(
         query, keys, key_part, owner, w_q + w_d, first.bias, w_p, [m.weight for m in after], [m.bias for m in after], relu
     )

@@ -111,6 +111,17 @@ def kernels() -> ModuleType | None:
     return None
 
 
+def planned_kernels(device: torch.device, what: str) -> ModuleType:
+    """The C++ kernels for a piece the plan gave them (``what`` names it in the message), for tensors on
+    ``device``: a ValueError off the CPU (a model planned for another device)."""
+    if device.type != "cpu":
+        raise ValueError(f"this {what} was planned for the C++ kernels (CPU), got {device.type} tensors; "
+                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
+    built = kernels()
+    assert built is not None, "the plan chose the C++ kernels only where they built"
+    return built
+
+
 def available() -> bool:
     return kernels() is not None
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -60,47 +61,42 @@ class History:
         return History(self.user, self.hist, self.hist_sum, self.mask, {**self.extra, **extra})
 
 
-def lookup(tables: Sequence[torch.Tensor], ids: Sequence[torch.Tensor], fused: bool = False) -> torch.Tensor:
+def lookup(tables: Sequence[torch.Tensor], ids: Sequence[torch.Tensor], kernels: ModuleType | None = None) -> torch.Tensor:
     """Rows of ``tables`` (each ``(V_k, D_k)``) side by side for ``ids`` of one shape ``S``: ``(*S, sum D_k)``;
-    id 0 reads zeros (``TableLookup``'s contract; empty ``S`` allowed). ``fused``: in one call of the
-    C++ gather (``csrc/embedding_cpu.cpp``, CPU tables), else in torch ops (what ``torch.export`` traces)."""
+    id 0 reads zeros (``TableLookup``'s contract; empty ``S`` allowed). With ``kernels`` (``lookup_kernels``):
+    in one call of their C++ gather (``csrc/embedding_cpu.cpp``), else in torch ops (what ``torch.export`` traces)."""
     width = sum(t.shape[1] for t in tables)
-    if fused:
-        kernels = cpp.kernels()
-        assert kernels is not None, "the plan chose the C++ kernels only where they built"
+    if kernels is not None:
         return kernels.gather_rows(list(tables), [i.reshape(1, -1) for i in ids]).reshape(*ids[0].shape, width)
     rows = [table.index_select(0, i.reshape(-1)) * (i.reshape(-1, 1) != 0) for table, i in zip(tables, ids)]
     return torch.cat(rows, dim=-1).reshape(*ids[0].shape, width)
 
 
-def fused_lookups(embedding: FeatureEmbedding, loops: str) -> bool:
-    """Whether the serving lookups run the C++ gather: the embedding's plan is ``cpp`` and the loops are
-    the planned ones. A ValueError for tables off the CPU (a model planned for another device)."""
+def lookup_kernels(embedding: FeatureEmbedding, loops: str) -> ModuleType | None:
+    """The C++ kernels whose gather the serving lookups run, where the embedding's plan is ``cpp`` and the
+    loops are the planned ones (else None: torch ops). A ValueError for tables off the CPU."""
     if loops != "planned" or embedding.implementation != "cpp":
-        return False
-    if embedding.item.weight.device.type != "cpu":
-        raise ValueError(f"this embedding was planned for the C++ kernels (CPU), got {embedding.item.weight.device.type} tables; "
-                         "build the model for this device (bench.models.build_model(..., device=...))")  # fmt: skip
-    return True
+        return None
+    return cpp.planned_kernels(embedding.item.weight.device, "embedding")
 
 
 def embed_history(embedding: FeatureEmbedding, user: torch.Tensor, hist_item: torch.Tensor, hist_cate: torch.Tensor,
                   lengths: torch.Tensor, loops: str = "planned") -> History:  # fmt: skip
     """``user (R,)``, ``hist_item, hist_cate (R, T)``, ``lengths (R,)`` -> ``History``; ids at padded
-    steps read as 0 (zeros), as in ``FeatureEmbedding``; the lookups as the plan's embedding (``fused_lookups``)."""
+    steps read as 0 (zeros), as in ``FeatureEmbedding``; the lookups as the plan's embedding (``lookup_kernels``)."""
     R, T = hist_item.shape
-    fused = fused_lookups(embedding, loops)
+    kernels = lookup_kernels(embedding, loops)
     mask = step_mask(lengths, T)
     keep = mask.long()
-    hist = lookup([embedding.item.weight, embedding.cate.weight], [hist_item * keep, hist_cate * keep], fused)  # (R, T, E)
-    u = lookup([embedding.user.weight], [user], fused)
+    hist = lookup([embedding.item.weight, embedding.cate.weight], [hist_item * keep, hist_cate * keep], kernels)  # (R, T, E)
+    u = lookup([embedding.user.weight], [user], kernels)
     return History(u, hist, hist.sum(dim=1), mask)
 
 
 def embed_candidates(embedding: FeatureEmbedding, item: torch.Tensor, cate: torch.Tensor, loops: str = "planned") -> torch.Tensor:
     """``item, cate (N,)`` -> ``e_t (N, E)``."""
     (N,) = item.shape
-    return lookup([embedding.item.weight, embedding.cate.weight], [item, cate], fused_lookups(embedding, loops))
+    return lookup([embedding.item.weight, embedding.cate.weight], [item, cate], lookup_kernels(embedding, loops))
 
 
 def per_candidate(x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
