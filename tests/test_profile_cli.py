@@ -198,3 +198,25 @@ def test_breakdown_reports_launches_arithmetic_and_operators(tmp_path, capsys):
 def test_breakdown_bad_input_exits_2(args, message, capsys):
     assert main(["breakdown", "--device", "cpu", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_bfloat16_on_a_cpu_without_its_instructions_is_flagged(tmp_path, monkeypatch, capsys):
+    from bench.profile import timing
+    from dien_core.kernels import cpp
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(cpp, "cpu_features", lambda: "model name : An AVX2 CPU flags : fpu sse2 avx2 fma")
+    note = timing.bfloat16_note(cpu)
+    assert note and "no bfloat16 instructions" in note
+    assert timing.bfloat16_note(torch.device("cuda")) is None
+    assert profile(tmp_path, "--devices", "cpu", "--models", "din", "--seq-lens", "5", "--modes", "forward", "--dtype", "bfloat16",
+                   "--lengths", "full", "--threads", "1") == 0  # fmt: skip
+    assert "warning: this CPU has no bfloat16 instructions" in capsys.readouterr().err
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((folder / "metadata.json").read_text())["bfloat16_note"] == note
+    assert f"**bfloat16:** {note}." in (folder / "timings.md").read_text()
+    for flags in ("fpu avx512f avx512_bf16", "fpu amx_bf16 amx_tile"):
+        monkeypatch.setattr(cpp, "cpu_features", lambda flags=flags: f"model name : X flags : {flags}")
+        assert timing.bfloat16_note(cpu) is None
+    monkeypatch.setattr(cpp, "cpu_features", lambda: "x86_64")  # no /proc/cpuinfo: nothing known, nothing said
+    assert timing.bfloat16_note(cpu) is None

@@ -56,11 +56,14 @@ def test_microbatch_and_breakdown_files(tmp_path):
     assert not (folder / "latency.csv").exists()
     t = pd.read_csv(folder / "microbatch.csv")
     expected = {"model", "impl", "workers", "candidates", "seq_len", "max_wait_ms", "max_batch", "offered_rps", "achieved_rps", "requests",
-                "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "mean_batch", "utilization"}  # fmt: skip
+                "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mean_ms", "mean_batch", "utilization", "p99_ms_median_service",
+                "service_ms_by_batch"}  # fmt: skip
     assert expected <= set(t.columns) and len(t) == 2 * 2 and (t["requests"] == 40).all()
     assert (t.loc[t["max_batch"] == 1, "mean_batch"] == 1).all() and (t["mean_batch"] <= t["max_batch"]).all()
     assert (t["candidates"] == 3).all() and (t["seq_len"] == 4).all()
-    assert "Requests per second held with p99 <= 20 ms" in (folder / "microbatch.md").read_text()
+    assert (t["service_ms_by_batch"].str.match(r"^1:[\d.]+;2:[\d.]+;4:[\d.]+$")).all()  # the policies' sizes 1, 4 and the power 2
+    md = (folder / "microbatch.md").read_text()
+    assert "Requests per second held with p99 <= 20 ms" in md and "p99 ms at median service" in md
     text = (folder / "breakdown.md").read_text()
     assert "## din" in text and "attention scores (K x T)" in text and "aten::" in text
     assert re.search(r"shared path: [\d.]+ MFLOP per request", text)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.serving.load import capacity
-from bench.serving.microbatch import arrival_times, batch_scorer, simulate
+from bench.serving.microbatch import arrival_times, batch_scorer, replay, service_times, simulate, steady_service
 from bench.serving.stats import latency_summary
 from bench.serving.workload import random_requests
 from dien_core.serving import ServingModel
@@ -126,11 +126,65 @@ def test_bad_schedules_are_refused():
         simulate(requests, np.array([0.1, 0.2, 0.3]), lambda b: [], 0.0, 1)
 
 
-def test_capacity_reads_the_highest_rate_within_the_budget():
+def test_capacity_reads_the_highest_rate_below_the_first_over_the_budget():
     import pandas as pd
 
+    cases = [  # (max wait, max batch, rate, p99, p99 at median service)
+        (0, 1, 100, 5, 4), (0, 1, 200, 30, 12),  # held 100; at median service every rate holds
+        (2, 8, 100, 6, 5), (2, 8, 200, 9, 6), (2, 8, 400, 25, 21),  # held 200, then 400 over
+        (5, 8, 100, 40, 30),  # even the lowest rate is over
+        (1, 4, 100, 5, 5), (1, 4, 200, 21, 5), (1, 4, 300, 8, 5),  # a pass past a failure is not counted
+    ]  # fmt: skip
     rows = [{"model": "m", "impl": "shared", "workers": 1, "threads": 2, "candidates": 10, "seq_len": 5, "max_wait_ms": w, "max_batch": b,
-             "offered_rps": rate, "p99_ms": p99} for w, b, rate, p99 in
-            [(0, 1, 100, 5), (0, 1, 200, 30), (2, 8, 100, 6), (2, 8, 200, 9), (2, 8, 400, 25), (5, 8, 100, 40)]]  # fmt: skip
-    cap = capacity(pd.DataFrame(rows), budget_ms=20)
-    assert cap["max_rps_within_budget"].tolist() == [100.0, 200.0, 0.0]
+             "offered_rps": rate, "p99_ms": p99, "p99_ms_median_service": calm} for w, b, rate, p99, calm in cases]  # fmt: skip
+    cap = capacity(pd.DataFrame(rows).sample(frac=1, random_state=0), budget_ms=20)  # rows in any order
+    cap = cap.set_index(["max_wait_ms", "max_batch"]).loc[[(0, 1), (2, 8), (5, 8), (1, 4)]]
+    nan = float("nan")
+    assert cap["max_rps_within_budget"].tolist() == pytest.approx([100, 200, nan, 100], nan_ok=True)
+    assert cap["first_rps_over_budget"].tolist() == pytest.approx([200, 400, 100, 200], nan_ok=True)
+    assert cap["max_rps_within_budget_median_service"].tolist() == pytest.approx([200, 200, nan, 300], nan_ok=True)
+    assert cap["first_rps_over_budget_median_service"].tolist() == pytest.approx([nan, 400, 100, nan], nan_ok=True)
+    assert (cap["lowest_rps_tried"] == 100).all()
+
+
+def test_the_service_curve_times_each_batch_size_on_other_requests():
+    requests = random_requests(12, 2, 3, seed=0, vocab=VOCAB)
+    seen: list[tuple[int, ...]] = []
+
+    def score(batch):
+        seen.append(tuple(id(r) for r in batch))
+        return [torch.zeros(2)] * len(batch)
+
+    curve = service_times(score, requests, [4, 1, 4], repeats=5)
+    assert sorted(curve) == [1, 4] and all(t > 0 for t in curve.values())
+    timed = seen[6:]  # after three untimed calls per size
+    assert len(timed) == 10 and {len(b) for b in timed} == {1, 4}
+    assert len({b for b in timed if len(b) == 1}) == 5  # each timed call on other requests
+    with pytest.raises(ValueError, match="batch sizes must lie in 1..12"):
+        service_times(score, requests, [0, 2])
+
+
+def test_steady_service_interpolates_the_curve_and_replays_without_calls():
+    cost = steady_service({1: 0.002, 4: 0.005, 16: 0.011})
+    assert [cost(n) for n in (1, 2, 4, 10, 16, 32)] == pytest.approx([0.002, 0.003, 0.005, 0.008, 0.011, 0.011])
+    arrivals = np.array([0.0, 0.0005, 0.001, 0.1])
+    served = replay(4, arrivals, cost, max_wait=0.002, max_batch=4)
+    # the first three arrive within the wait: one batch of 3 (4 ms) closing at 2 ms; the fourth waits 2 ms alone
+    assert served.batch.tolist() == [0, 0, 0, 1] and served.responses == [None] * 4
+    assert served.finish.tolist() == pytest.approx([0.006, 0.006, 0.006, 0.104])
+
+
+def test_the_capacity_table_says_below_the_sweep_and_above_it():
+    import pandas as pd
+
+    from bench.serving.report import microbatch_markdown
+
+    base = {"model": "m", "impl": "shared", "workers": 1, "threads": 2, "candidates": 10, "seq_len": 5, "requests": 100,
+            "achieved_rps": 1.0, "p50_ms": 1.0, "mean_batch": 1.0, "utilization": 0.5, "service_ms_by_batch": "1:6.50;2:8.00"}  # fmt: skip
+    rows = [{**base, "max_wait_ms": 0, "max_batch": b, "offered_rps": rate, "p99_ms": p99, "p99_ms_median_service": calm}
+            for b, rate, p99, calm in [(1, 39, 25, 12), (1, 78, 40, 30), (2, 39, 10, 9), (2, 78, 15, 14)]]  # fmt: skip
+    text = microbatch_markdown(pd.DataFrame(rows), 20, {"device_name": "a CPU", "device": "cpu"})
+    lines = [line for line in text.splitlines() if line.startswith("| m ")]
+    assert [c.strip() for c in lines[0].split("|")[3:6]] == ["< 39", "39", "39"]
+    assert [c.strip() for c in lines[1].split("|")[3:6]] == [">= 78", "none tried", ">= 78"]
+    assert "1: 6.50 ms, 2: 8.00 ms" in text

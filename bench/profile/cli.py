@@ -58,7 +58,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from ..models import PAPER_SHAPES, plans_of
     from . import peers
     from . import report as profile_report
-    from .timing import DTYPES, MODEL_PRODUCTS, ProfileConfig, device_slug, matmul_gflops, profile_device
+    from .timing import DTYPES, MODEL_PRODUCTS, ProfileConfig, bfloat16_note, device_slug, matmul_gflops, profile_device
 
     def names(text: str | None) -> tuple[str, ...] | None:
         return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
@@ -95,6 +95,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
             for dtype in config.dtypes
         }
         meta["plans"] = plans_of(config.models, PAPER_SHAPES, device, config.dtypes, log=lambda m: print(m, file=sys.stderr))
+        if "bfloat16" in config.dtypes and (note := bfloat16_note(device)):
+            print(f"warning: {note}", file=sys.stderr)
+            meta["bfloat16_note"] = note
         results_io.write_metadata_of_invocations(out, meta)  # timings.csv accumulates over invocations
         timings = profile_device(device, config, out, log=lambda m: print(m, file=sys.stderr))
         profile_report.write_reports(out, timings, meta)

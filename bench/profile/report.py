@@ -28,6 +28,8 @@ def markdown(timings: pd.DataFrame, meta: dict) -> str:
         "Random batches with the Amazon Electronics vocabularies and the paper's shapes (embedding 18, attention 80-40, MLP 200-80). "
         "`mixed`: lengths uniform in 1..T, padded to T.\n",
     ]
+    if meta.get("bfloat16_note"):
+        parts.append(f"\n**bfloat16:** {meta['bfloat16_note']}.\n")
     if meta.get("flush_denormal"):
         parts.append("\nDenormal floats are flushed to zero (`torch.set_flush_denormal`), for every model including the peers.\n")
     if meta.get("matmul_gflops"):

@@ -59,6 +59,23 @@ class ProfileConfig:
             raise ValueError("min_run_time and rounds must be positive")
 
 
+def bfloat16_note(device: torch.device) -> str | None:
+    """Why bfloat16 may run slower than float32 here: on a CPU whose flags (``/proc/cpuinfo``) show no
+    bfloat16 instructions (``avx512_bf16``, ``amx_bf16``), autocast's products and conversions are
+    emulated. None on CUDA, on a CPU that has them, or where the flags cannot be read."""
+    if device.type != "cpu":
+        return None
+    from dien_core.kernels.cpp import cpu_features
+
+    text = cpu_features()
+    if "flags" not in text:
+        return None
+    if {"avx512_bf16", "amx_bf16"} & set(text.split()):
+        return None
+    return ("this CPU has no bfloat16 instructions (no avx512_bf16 or amx_bf16 among its flags): bfloat16 autocast is emulated "
+            "and runs slower than float32 here (6-14x for our models on an AVX2 CPU, results/profile/amd-epyc)")  # fmt: skip
+
+
 def device_slug(device: torch.device) -> str:
     name = results_io.device_name(device)
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -95,16 +95,37 @@ def batch_scorer(serving: ServingModel) -> Callable[[list[Request]], list[torch.
     return score
 
 
-def service_time(score: Callable[[list[Request]], list[torch.Tensor]], requests: Sequence[Request], repeats: int = 20,
-                 max_batch: int = 1) -> float:  # fmt: skip
-    """Median seconds of scoring one request alone: the scale of the loads. Batches of 1 to
-    ``max_batch`` requests are scored first, untimed (allocations, lazy initialisation)."""
-    for size in sorted({1, max(1, max_batch // 2), max_batch}):
+def service_times(score: Callable[[list[Request]], list[torch.Tensor]], requests: Sequence[Request], sizes: Sequence[int],
+                  repeats: int = 15) -> dict[int, float]:  # fmt: skip
+    """Median seconds of one call on a batch of each of ``sizes`` requests (``repeats`` calls per size,
+    each on other requests, the sizes interleaved), after each size is scored three times untimed
+    (allocations, lazy initialisation). Size 1 is one request alone, the scale of the loads; the
+    curve is also the service time of ``steady_service``."""
+    sizes = sorted(set(sizes))
+    if not sizes or sizes[0] < 1 or sizes[-1] > len(requests):
+        raise ValueError(f"batch sizes must lie in 1..{len(requests)} (the requests), got {sizes}")
+    for size in sizes:
         for _ in range(3):
             score(list(requests[:size]))
-    times = []
-    for r in requests[:repeats]:
-        clock = time.perf_counter()
-        score([r])
-        times.append(time.perf_counter() - clock)
-    return float(np.median(times))
+    times: dict[int, list[float]] = {size: [] for size in sizes}
+    for i in range(repeats):
+        for size in sizes:
+            first = (i * size) % (len(requests) - size + 1)
+            clock = time.perf_counter()
+            score(list(requests[first : first + size]))
+            times[size].append(time.perf_counter() - clock)
+    return {size: float(np.median(t)) for size, t in times.items()}
+
+
+def steady_service(curve: dict[int, float]) -> Callable[[int], float]:
+    """``cost`` for ``simulate``: a batch of n takes the curve's median time for n (``service_times``),
+    interpolated linearly between the sizes measured (the end values past them). Replaying a schedule
+    with it separates what the queue costs from what the machine's slow calls cost."""
+    sizes = np.array(sorted(curve), dtype=np.float64)
+    seconds = np.array([curve[int(s)] for s in sizes])
+    return lambda n: float(np.interp(n, sizes, seconds))
+
+
+def replay(count: int, arrivals: np.ndarray, cost: Callable[[int], float], max_wait: float, max_batch: int, workers: int = 1) -> Served:
+    """``simulate`` with no model call: every batch takes ``cost(n)``; the responses are None."""
+    return simulate([None] * count, arrivals, lambda batch: [None] * len(batch), max_wait, max_batch, workers, cost=cost)
