@@ -123,3 +123,9 @@ def assert_loops_match_python(loops, G: int, H: int, device: str = "cpu", T: int
         assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-4 * max(1, a.abs().max()), name
     serving = loops.forward_loop(*on_device(*inputs), False)
     assert torch.equal(serving[0], got[0]) and all(t.numel() == 0 for t in serving[1:])
+    # stacked requests: R rows of gi, each of the B rows reading its request's (rows) in place
+    gi_d, c0_d, c1_d, w_d, bi_d, bh_d = on_device(*inputs)
+    rows = torch.randint(0, 3, (B,), generator=torch.Generator().manual_seed(2)).to(device)
+    stacked = gi_d[:, :3]
+    gathered = loops.forward_loop(stacked.index_select(1, rows), c0_d, c1_d, w_d, bi_d, bh_d, False)[0]
+    assert torch.equal(loops.forward_loop(stacked, c0_d, c1_d, w_d, bi_d, bh_d, False, rows)[0], gathered)

@@ -249,3 +249,18 @@ def test_forward_loop_reads_a_broadcast_or_strided_input_projection_in_place():
         assert not strided.is_contiguous()
         got = k.forward_loop(strided, c0, c1, w_hh, b_ih, b_hh, False)[0]
         torch.testing.assert_close(got, k.forward_loop(strided.contiguous(), c0, c1, w_hh, b_ih, b_hh, False)[0], atol=0, rtol=0)
+
+
+@needs_cpp
+def test_forward_loop_refuses_rows_it_cannot_read():
+    gi, c0, c1, w_hh, b_ih, b_hh = (t.float() if t is not None else None for t in loop_inputs(3, 4, 5, 6, seed=5))
+    k = cpp.kernels()
+    stacked = gi[:, :2]  # two requests' rows
+    for rows, message in [
+        (torch.tensor([0, 1, 2, 0, 1]), r"rows out of 0..R-1"),
+        (torch.tensor([0, 1, -1, 0, 1]), r"rows out of 0..R-1"),
+        (torch.zeros(5, dtype=torch.int32), r"rows \(B,\) int64"),
+        (torch.zeros(4, dtype=torch.long), r"c0 \(T, B, 1\) for B rows"),
+    ]:
+        with pytest.raises(RuntimeError, match=message):
+            k.forward_loop(stacked, c0, c1, w_hh, b_ih, b_hh, False, rows)

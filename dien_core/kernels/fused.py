@@ -66,11 +66,14 @@ class PythonLoops:
     each step's elementwise work in one pass, the backward's per-step factors inside its loop."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True):
+    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True, rows=None):
         """``gi (T, B, G*H)`` (without ``b_ih``), ``c0, c1 (T, B, 1)`` -> ``hs (T, B, H)``,
         ``gates (T, B, (G-1)*H)`` (sigmoid r, z), ``n_all (T, B, H)``, ``gh_n (T, B, H)`` (the n
         block of ``W_hh h + b_hh``, needed for ``dr``). ``save=False`` (no backward to come): the
-        last three are empty."""
+        last three are empty. With ``rows (B,)`` int64, ``gi`` is ``(T, R, G*H)`` and row b reads
+        ``gi[:, rows[b]]`` (the serving path's stacked requests; the C++ loop reads them in place)."""
+        if rows is not None:
+            gi = gi.index_select(1, rows)
         gi = gi + b_ih
         T, B, GH = gi.shape
         H = w_hh.shape[1]

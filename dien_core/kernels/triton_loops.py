@@ -195,7 +195,9 @@ class TritonLoops:
     copies made here where the inputs are views (``c0, c1`` come transposed from the mask)."""
 
     @staticmethod
-    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True):
+    def forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save=True, rows=None):
+        if rows is not None:  # row b reads gi[:, rows[b]]: gathered here (on the GPU a copy is cheap)
+            gi = gi.index_select(1, rows)
         T, B, GH = gi.shape
         H = w_hh.shape[1]
         _check_size(T, B, GH)

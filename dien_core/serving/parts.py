@@ -200,13 +200,15 @@ def torch_loop(gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, w_hh
     return torch.stack(states) if states else gi.new_zeros(0, B, H)
 
 
-def run_loop(layer: torch.nn.Module, gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, loops: str) -> torch.Tensor:
-    """The recurrence of ``layer`` (its weights and its plan's loops) on prepared inputs -> ``hs (T, B, H)``."""
-    T, B, GH = gi.shape
+def run_loop(layer: torch.nn.Module, gi: torch.Tensor, c0: torch.Tensor, c1: torch.Tensor | None, loops: str,
+             rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """The recurrence of ``layer`` (its weights and its plan's loops) on prepared inputs -> ``hs (T, B, H)``:
+    ``gi (T, B, G*H)``; or ``gi (T, R, G*H)`` with ``rows (B,)``, row b reading ``gi[:, rows[b]]``."""
+    T, _, GH = gi.shape
     w = (layer.weight_hh, layer.bias_ih, layer.bias_hh)
     if loops == "unrolled":
-        return torch_loop(gi, c0, c1, *w)
-    return layer.loops(gi.device).forward_loop(gi, c0, c1, *w, False)[0]
+        return torch_loop(gi if rows is None else gi.index_select(1, rows), c0, c1, *w)
+    return layer.loops(gi.device).forward_loop(gi, c0, c1, *w, False, rows)[0]
 
 
 def coefficients(kind: str, convention: str, att: torch.Tensor | None, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -255,8 +257,14 @@ def candidate_recurrence(layer: torch.nn.Module, gi: torch.Tensor, att: torch.Te
     N, T = att.shape
     if T == 0:
         return att.new_zeros(N, layer.hidden_size)
-    gi = per_candidate(gi.transpose(0, 1), owner).transpose(0, 1)  # (T, N, G*H)
+    rows = None
+    if gi.shape[1] == 1:
+        gi = gi.expand(T, N, gi.shape[2])  # one request: a broadcast view, (T, N, G*H)
+    elif layer.kind == "AIGRU":
+        gi = gi.index_select(1, owner)  # scaled per candidate below, so gathered
+    else:
+        rows = owner  # stacked requests: the loop reads each candidate's request's row in place
     if layer.kind == "AIGRU":  # W (a x) = a (W x)
         gi = gi * att.t().unsqueeze(-1)
     c0, c1 = coefficients(layer.kind, layer.convention, att, per_candidate(mask, owner))
-    return run_loop(layer, gi, c0, c1, loops)[-1]
+    return run_loop(layer, gi, c0, c1, loops, rows)[-1]

@@ -121,7 +121,8 @@ struct SingleThreadedProducts {
 
 // recurrence_cpu.cpp
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi, const at::Tensor& c0, const c10::optional<at::Tensor>& c1,
-                                     const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save);
+                                     const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save,
+                                     const c10::optional<at::Tensor>& rows);
 std::vector<at::Tensor> backward(const at::Tensor& d_hs, const at::Tensor& gates, const at::Tensor& n_all,
                                  const at::Tensor& gh_n, const at::Tensor& hs, const at::Tensor& c0,
                                  const c10::optional<at::Tensor>& c1, const at::Tensor& w_hh);

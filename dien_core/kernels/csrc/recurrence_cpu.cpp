@@ -37,9 +37,10 @@ constexpr int64_t kRowsPerTask = 256;
 
 template <typename scalar_t, bool HAS_Z>
 void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor& c1, const at::Tensor& w_hh, const at::Tensor& b_ih,
-                   const at::Tensor& b_hh, bool save, at::Tensor& hs, at::Tensor& gates, at::Tensor& n_all, at::Tensor& gh_n) {
+                   const at::Tensor& b_hh, bool save, const int64_t* rows_p, at::Tensor& hs, at::Tensor& gates, at::Tensor& n_all,
+                   at::Tensor& gh_n) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
+  const int64_t T = gi.size(0), B = hs.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   int64_t GHp = 0;  // W_hh^T, padded for small_product
   const std::vector<acc_t> w_t = padded_transpose<scalar_t, acc_t>(w_hh, GHp);
   const acc_t* w_t_p = w_t.data();
@@ -51,7 +52,8 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   for (int64_t j = 0; j < H; ++j) bias[GH + j] = acc_t(bi.data_ptr<scalar_t>()[split + j]);
   const acc_t* __restrict__ bias_p = bias.data();
   const scalar_t* gi_p = gi.data_ptr<scalar_t>();
-  const int64_t gi_t = gi.stride(0), gi_b = gi.stride(1);  // gi_b = 0: one request's projection, broadcast over its candidates
+  // gi_b = 0: one request's projection, broadcast over its candidates; with rows_p, row b reads gi's row rows_p[b]
+  const int64_t gi_t = gi.stride(0), gi_b = gi.stride(1);
   const scalar_t* c0_p = c0.data_ptr<scalar_t>();
   const scalar_t* c1_p = HAS_Z ? c1.data_ptr<scalar_t>() : nullptr;
   scalar_t* hs_p = hs.data_ptr<scalar_t>();
@@ -70,7 +72,7 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
       const acc_t* __restrict__ gh_rows = gh_buf.data();
       for (int64_t b = b_begin; b < b_end; ++b) {
         const int64_t row = t * B + b;
-        const scalar_t* __restrict__ x = gi_p + t * gi_t + b * gi_b;
+        const scalar_t* __restrict__ x = gi_p + t * gi_t + (rows_p ? rows_p[b] : b) * gi_b;
         const acc_t* __restrict__ gh = gh_rows + (b - b_begin) * GHp;
         const scalar_t* __restrict__ h_prev = h_prev_rows + (b - b_begin) * H;
 #pragma omp simd
@@ -102,14 +104,25 @@ void forward_steps(const at::Tensor& gi, const at::Tensor& c0, const at::Tensor&
   });
 }
 
-// forward: gi (T, B, G*H) without b_ih, c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_ih, b_hh (G*H), save
-// -> hs (T, B, H), and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H) (else empty).
+// forward: gi (T, B, G*H) without b_ih, c0 (T, B, 1), c1 (T, B, 1) or undefined, w_hh (G*H, H), b_ih, b_hh (G*H), save,
+// rows (B,) int64 or undefined -> hs (T, B, H), and when save: gates (T, B, (G-1)*H), n_all (T, B, H), gh_n (T, B, H) (else
+// empty). With rows, gi is (T, R, G*H) and row b reads gi[:, rows[b]]: the serving path's stacked requests, each request's
+// input projection read by its candidates in place (no (T, B, G*H) gather).
 std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor& c0_any, const c10::optional<at::Tensor>& c1_opt,
-                                     const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save) {
+                                     const at::Tensor& w_hh, const at::Tensor& b_ih, const at::Tensor& b_hh, bool save,
+                                     const c10::optional<at::Tensor>& rows_opt) {
   // gi's rows are read through its strides when each row is contiguous (a broadcast over B, as
   // the serving path gives, is not copied); else it is made contiguous.
   const at::Tensor gi = gi_any.stride(2) == 1 ? gi_any : gi_any.contiguous(), c0 = c0_any.contiguous();
-  const int64_t T = gi.size(0), B = gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
+  const bool has_rows = rows_opt.has_value() && rows_opt->defined();
+  const at::Tensor rows = has_rows ? rows_opt->contiguous() : at::Tensor();
+  const int64_t T = gi.size(0), B = has_rows ? rows.numel() : gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
+  if (has_rows) {
+    TORCH_CHECK(rows.scalar_type() == at::kLong && rows.dim() == 1 && rows.is_cpu(), "forward_loop: rows (B,) int64 on the CPU");
+    TORCH_CHECK(B == 0 || (rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < gi.size(1)),
+                "forward_loop: rows out of 0..R-1 (gi's second dimension)");
+  }
+  TORCH_CHECK(c0.size(0) == T && c0.size(1) == B, "forward_loop: c0 (T, B, 1) for B rows");
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
   TORCH_CHECK(split == (has_z ? 2 * H : H), "gate blocks do not match c1");
@@ -117,11 +130,12 @@ std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor&
   auto gates = save ? at::empty({T, B, split}, gi.options()) : at::empty({0}, gi.options());
   auto n_all = save ? at::empty({T, B, H}, gi.options()) : at::empty({0}, gi.options());
   auto gh_n = save ? at::empty({T, B, H}, gi.options()) : at::empty({0}, gi.options());
+  const int64_t* rows_p = has_rows ? rows.data_ptr<int64_t>() : nullptr;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, gi.scalar_type(), "forward_loop", [&] {
     if (has_z)
-      forward_steps<scalar_t, true>(gi, c0, c1, w_hh, b_ih, b_hh, save, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, true>(gi, c0, c1, w_hh, b_ih, b_hh, save, rows_p, hs, gates, n_all, gh_n);
     else
-      forward_steps<scalar_t, false>(gi, c0, c1, w_hh, b_ih, b_hh, save, hs, gates, n_all, gh_n);
+      forward_steps<scalar_t, false>(gi, c0, c1, w_hh, b_ih, b_hh, save, rows_p, hs, gates, n_all, gh_n);
   });
   return {hs, gates, n_all, gh_n};
 }
