@@ -63,7 +63,8 @@ def test_microbatch_and_breakdown_files(tmp_path):
     assert (t["candidates"] == 3).all() and (t["seq_len"] == 4).all()
     assert (t["service_ms_by_batch"].str.match(r"^1:[\d.]+;2:[\d.]+;4:[\d.]+$")).all()  # the policies' sizes 1, 4 and the power 2
     md = (folder / "microbatch.md").read_text()
-    assert "Requests per second held with p99 <= 20 ms" in md and "p99 ms at median service" in md
+    assert "Requests per second held within a p99 budget" in md and "p99 ms at median service" in md
+    assert [line.split("|")[2].strip() for line in md.splitlines() if line.startswith("| din ")][:4] == ["20", "20", "50", "50"]
     text = (folder / "breakdown.md").read_text()
     assert "## din" in text and "attention scores (K x T)" in text and "aten::" in text
     assert re.search(r"shared path: [\d.]+ MFLOP per request", text)
@@ -79,6 +80,7 @@ def test_microbatch_and_breakdown_files(tmp_path):
         (["--requests", "0"], "--requests must be at least 1"),
         (["--policies", "2-16"], "max_wait_ms:max_batch"),
         (["--at", "100"], "--at takes K,T"),
+        (["--p99-budget-ms", "20,-5"], "--p99-budget-ms takes positive budgets"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )

@@ -183,8 +183,10 @@ def test_the_capacity_table_says_below_the_sweep_and_above_it():
             "achieved_rps": 1.0, "p50_ms": 1.0, "mean_batch": 1.0, "utilization": 0.5, "service_ms_by_batch": "1:6.50;2:8.00"}  # fmt: skip
     rows = [{**base, "max_wait_ms": 0, "max_batch": b, "offered_rps": rate, "p99_ms": p99, "p99_ms_median_service": calm}
             for b, rate, p99, calm in [(1, 39, 25, 12), (1, 78, 40, 30), (2, 39, 10, 9), (2, 78, 15, 14)]]  # fmt: skip
-    text = microbatch_markdown(pd.DataFrame(rows), 20, {"device_name": "a CPU", "device": "cpu"})
-    lines = [line for line in text.splitlines() if line.startswith("| m ")]
-    assert [c.strip() for c in lines[0].split("|")[3:6]] == ["< 39", "39", "39"]
-    assert [c.strip() for c in lines[1].split("|")[3:6]] == [">= 78", "none tried", ">= 78"]
+    text = microbatch_markdown(pd.DataFrame(rows), (50, 20), {"device_name": "a CPU", "device": "cpu"})
+    lines = [[c.strip() for c in line.split("|")[2:7]] for line in text.splitlines() if line.startswith("| m ")]
+    assert lines == [  # budget, policy, held, first over, held at median service; the budgets in order
+        ["20", "0 ms, 1", "< 39", "39", "39"], ["20", "0 ms, 2", ">= 78", "none tried", ">= 78"],
+        ["50", "0 ms, 1", ">= 78", "none tried", ">= 78"], ["50", "0 ms, 2", ">= 78", "none tried", ">= 78"],
+    ]  # fmt: skip
     assert "1: 6.50 ms, 2: 8.00 ms" in text

@@ -75,8 +75,8 @@ def add_latency_parser(sub) -> None:
     g.add_argument("--workers", type=int, default=mb.workers,
                    help=f"workers the batches go to, each with --threads threads (default: {mb.workers})")  # fmt: skip
     g.add_argument("--mb-impl", default=mb.impl, choices=("shared", "batched"), help=f"the path a batch runs through (default: {mb.impl})")
-    g.add_argument("--p99-budget-ms", type=float, default=mb.p99_budget_ms,
-                   help=f"the p99 budget the capacity table reads (default: {mb.p99_budget_ms:g})")  # fmt: skip
+    g.add_argument("--p99-budget-ms", default=listed(mb.p99_budgets_ms),
+                   help=f"the p99 budgets the capacity table reads, comma list (default: {listed(mb.p99_budgets_ms)})")  # fmt: skip
     p.add_argument("--keep-denormals", action="store_true", help=results_io.KEEP_DENORMALS_HELP)
     p.add_argument("--out", help="output root (default: runs/serving); a folder per device type below it")
     p.set_defaults(func=cmd_latency, defaults={a.dest: a.default for a in p._actions})
@@ -125,7 +125,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
     microbatch = MicrobatchConfig(
         candidates=at[0], seq_len=at[1], requests=args.mb_requests, rates=numbers(args.rates, "--rates", float) if args.rates else None,
         loads=numbers(args.loads, "--loads", float), policies=policies(args.policies), workers=args.workers, impl=args.mb_impl,
-        p99_budget_ms=args.p99_budget_ms, seed=args.seed,
+        p99_budgets_ms=numbers(args.p99_budget_ms, "--p99-budget-ms", float), seed=args.seed,
     )  # fmt: skip
     device = parse_device(args.device)
     if config.peers:
@@ -153,7 +153,7 @@ def cmd_latency(args: argparse.Namespace) -> int:
         from .load import run_microbatch
 
         table = run_microbatch(microbatch, names, device, log=log)
-        report.write_microbatch_reports(out, table, microbatch.p99_budget_ms, meta)
+        report.write_microbatch_reports(out, table, microbatch.p99_budgets_ms, meta)
         written += ["microbatch.csv", "microbatch.md", "microbatch.png"]
     if args.breakdown:
         from .breakdown import breakdown_markdown

@@ -26,7 +26,8 @@ DEFAULT_POLICIES = ((0.0, 1), (0.0, 16), (2.0, 16), (5.0, 32))  # (max wait ms, 
 class MicrobatchConfig:
     """The load sweep of ``python -m bench latency --microbatch``: ``requests`` per point at each
     rate (``rates`` in requests/s, or ``loads``: multiples of what ``workers`` hold without batching,
-    from one request's measured service time), for each batching ``policy`` (max wait ms, max batch)."""
+    from one request's measured service time), for each batching ``policy`` (max wait ms, max batch);
+    the capacity table reads each of ``p99_budgets_ms``."""
 
     candidates: int = 100
     seq_len: int = 100
@@ -36,7 +37,7 @@ class MicrobatchConfig:
     policies: tuple[tuple[float, int], ...] = DEFAULT_POLICIES
     workers: int = 1
     impl: str = "shared"
-    p99_budget_ms: float = 20.0
+    p99_budgets_ms: tuple[float, ...] = (20.0, 50.0, 100.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,8 +49,8 @@ class MicrobatchConfig:
             raise ValueError("--rates and --loads must be positive")
         if not self.policies or any(w < 0 or b < 1 for w, b in self.policies):
             raise ValueError(f"policies are (max wait ms >= 0, max batch >= 1), got {self.policies}")
-        if self.p99_budget_ms <= 0:
-            raise ValueError(f"--p99-budget-ms must be positive, got {self.p99_budget_ms}")
+        if not self.p99_budgets_ms or any(b <= 0 for b in self.p99_budgets_ms):
+            raise ValueError(f"--p99-budget-ms takes positive budgets, got {self.p99_budgets_ms}")
 
 
 def scorer_for(impl: str, model: torch.nn.Module) -> Callable[[list[Request]], list[torch.Tensor]]:
