@@ -123,9 +123,12 @@ def assert_loops_match_python(loops, G: int, H: int, device: str = "cpu", T: int
         assert a.shape == b.shape and (a - b.double().cpu()).abs().max() < 1e-4 * max(1, a.abs().max()), name
     serving = loops.forward_loop(*on_device(*inputs), False)
     assert torch.equal(serving[0], got[0]) and all(t.numel() == 0 for t in serving[1:])
-    # stacked requests: R rows of gi, each of the B rows reading its request's (rows) in place
-    gi_d, c0_d, c1_d, w_d, bi_d, bh_d = on_device(*inputs)
-    rows = torch.randint(0, 3, (B,), generator=torch.Generator().manual_seed(2)).to(device)
-    stacked = gi_d[:, :3]
-    gathered = loops.forward_loop(stacked.index_select(1, rows), c0_d, c1_d, w_d, bi_d, bh_d, False)[0]
-    assert torch.equal(loops.forward_loop(stacked, c0_d, c1_d, w_d, bi_d, bh_d, False, rows)[0], gathered)
+    # stacked requests: R = 3 rows of gi (unsaturated ones), each of the B rows reading its request's (rows)
+    rows = torch.randint(0, 3, (B,), generator=torch.Generator().manual_seed(2))
+    stacked = gi[:, 5:8]
+    want_rows = PythonLoops.forward_loop(stacked.index_select(1, rows), c0, c1, w_hh, b_ih, b_hh, False)[0]  # float64
+    gi_d, c0_d, c1_d, w_d, bi_d, bh_d = on_device(stacked, c0, c1, w_hh, b_ih, b_hh)
+    got_rows = loops.forward_loop(gi_d, c0_d, c1_d, w_d, bi_d, bh_d, False, rows.to(device))[0]
+    assert got_rows.shape == (T, B, H) and (got_rows.double().cpu() - want_rows).abs().max() < 1e-5
+    gathered = loops.forward_loop(gi_d.index_select(1, rows.to(device)), c0_d, c1_d, w_d, bi_d, bh_d, False)[0]
+    assert torch.equal(got_rows, gathered)  # in place or gathered: the same arithmetic

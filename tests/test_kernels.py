@@ -264,3 +264,6 @@ def test_forward_loop_refuses_rows_it_cannot_read():
     ]:
         with pytest.raises(RuntimeError, match=message):
             k.forward_loop(stacked, c0, c1, w_hh, b_ih, b_hh, False, rows)
+    rows = torch.tensor([0, 1, 1, 0, 1])
+    with pytest.raises(RuntimeError, match=r"c1 \(T, B, 1\) for B rows"):  # a per-request c1 where rows need one per row
+        k.forward_loop(stacked, c0, c1[:, :2], w_hh, b_ih, b_hh, False, rows)

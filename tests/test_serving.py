@@ -175,6 +175,39 @@ def test_stacked_requests_equal_one_at_a_time(name, loops):
         torch.testing.assert_close(torch.cat(parts), model(stacked.to_batch()).logits, atol=TOL, rtol=0)
 
 
+@needs_cpp
+@pytest.mark.parametrize("name, reads_in_place", [("dien-augru", True), ("dien-agru", True), ("dien-aigru", False)])
+def test_stacked_candidates_read_their_requests_projection_in_place(name, reads_in_place, monkeypatch):
+    """With several requests the candidate recurrence hands the C++ loop the requests' (T, R, 3H)
+    projection and each candidate's request (``rows``), not a gathered (T, N, 3H) copy; AIGRU, which
+    scales the projection per candidate, gathers it. One request's is a broadcast view (AIGRU: scaled)."""
+    model = trained_like(name)
+    layer = model.evolution.gru
+    assert layer.implementation == "cpp"
+    real, calls = layer.loops, []
+
+    class Spy:
+        def __getattr__(self, attr):
+            return getattr(real(torch.device("cpu")), attr)
+
+        def forward_loop(self, gi, c0, c1, w_hh, b_ih, b_hh, save, rows=None):
+            calls.append((tuple(gi.shape), gi.stride(1), None if rows is None else rows.tolist()))
+            return real(gi.device).forward_loop(gi, c0, c1, w_hh, b_ih, b_hh, save, rows)
+
+    monkeypatch.setattr(layer, "loops", lambda device: Spy())
+    serving = ServingModel(model)
+    requests = [random_requests(1, k, 5, seed=30 + i, vocab=VOCAB)[0] for i, k in enumerate([2, 3])]
+    parts = stack(requests).split(serving.score(stack(requests)))
+    (T, R, GH), _, rows = calls[0]
+    assert (T, R, rows) == ((5, 2, [0, 0, 1, 1, 1]) if reads_in_place else (5, 5, None))
+    calls.clear()
+    serving.score(stack(requests[:1]))
+    assert calls[0][0][1] == 2 and calls[0][2] is None  # one request: its K = 2 rows,
+    assert (calls[0][1] == 0) == reads_in_place  # a broadcast view (stride 0), AIGRU's scaled copy
+    for request, got in zip(requests, parts):
+        torch.testing.assert_close(got, batched(model, request), atol=TOL, rtol=0)
+
+
 def test_the_parameters_are_the_models_own():
     model = trained_like("dien-augru")
     serving = ServingModel(model)

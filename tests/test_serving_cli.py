@@ -81,6 +81,8 @@ def test_microbatch_and_breakdown_files(tmp_path):
         (["--policies", "2-16"], "max_wait_ms:max_batch"),
         (["--at", "100"], "--at takes K,T"),
         (["--p99-budget-ms", "20,-5"], "--p99-budget-ms takes positive budgets"),
+        (["--p99-budget-ms", "20,nan"], "--p99-budget-ms takes positive budgets"),
+        (["--p99-budget-ms", "20,20"], "lists a budget twice"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )

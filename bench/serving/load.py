@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,8 +50,10 @@ class MicrobatchConfig:
             raise ValueError("--rates and --loads must be positive")
         if not self.policies or any(w < 0 or b < 1 for w, b in self.policies):
             raise ValueError(f"policies are (max wait ms >= 0, max batch >= 1), got {self.policies}")
-        if not self.p99_budgets_ms or any(b <= 0 for b in self.p99_budgets_ms):
+        if not self.p99_budgets_ms or any(not math.isfinite(b) or b <= 0 for b in self.p99_budgets_ms):
             raise ValueError(f"--p99-budget-ms takes positive budgets, got {self.p99_budgets_ms}")
+        if len(set(self.p99_budgets_ms)) != len(self.p99_budgets_ms):
+            raise ValueError(f"--p99-budget-ms lists a budget twice: {self.p99_budgets_ms}")
 
 
 def scorer_for(impl: str, model: torch.nn.Module) -> Callable[[list[Request]], list[torch.Tensor]]:
@@ -76,8 +79,8 @@ def run_microbatch(config: MicrobatchConfig, models: tuple[str, ...], device: to
         score = scorer_for(config.impl, model)
         requests = random_requests(config.requests, config.candidates, config.seq_len, config.seed, device=device)
         largest = max(b for _, b in config.policies)
-        sizes = sorted({1, largest, *(2**i for i in range(1, largest.bit_length()) if 2**i < largest)})
-        curve = service_times(score, requests, [s for s in sizes if s <= len(requests)])
+        sizes = {1, largest, *(2**i for i in range(1, largest.bit_length()) if 2**i < largest)}
+        curve = service_times(score, requests, sorted({min(s, len(requests)) for s in sizes}))  # no batch exceeds the requests
         alone, steady = curve[1], steady_service(curve)
         rates = config.rates or tuple(load * config.workers / alone for load in config.loads)
         by_batch = ";".join(f"{size}:{seconds * 1e3:.2f}" for size, seconds in curve.items())  # batch size: median ms

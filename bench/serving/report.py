@@ -122,7 +122,7 @@ def microbatch_markdown(table: pd.DataFrame, budgets_ms: tuple[float, ...], meta
     body = []
     for budget in sorted(budgets_ms):
         for c in capacity(table, budget).itertuples():
-            first_over = "none tried" if np.isnan(c.first_rps_over_budget) else f"{c.first_rps_over_budget:,.0f}"
+            first_over = "none over" if np.isnan(c.first_rps_over_budget) else f"{c.first_rps_over_budget:,.0f}"
             calm = _rate(c.max_rps_within_budget_median_service, c.first_rps_over_budget_median_service, c.lowest_rps_tried)
             held = _rate(c.max_rps_within_budget, c.first_rps_over_budget, c.lowest_rps_tried)
             body.append([c.model, f"{budget:g}", f"{c.max_wait_ms:g} ms, {c.max_batch}", held, first_over, calm])

@@ -104,7 +104,7 @@ at::Tensor attention_scores(const at::Tensor& query_any, const at::Tensor& keys_
   TORCH_CHECK(keys.size(2) == D && key_part.size(0) == R && key_part.size(1) == T && key_part.size(2) == H1,
               "attention_scores: keys (R, T, D) and key_part (R, T, H1)");
   TORCH_CHECK(owner.scalar_type() == at::kLong && owner.numel() == N, "attention_scores: owner (N,) int64");
-  TORCH_CHECK(N == 0 || (owner.min().item<int64_t>() >= 0 && owner.max().item<int64_t>() < R), "attention_scores: owner out of 0..R-1");
+  TORCH_CHECK(indices_within(owner, R), "attention_scores: owner out of 0..R-1");
   TORCH_CHECK(weights.size() == biases.size() && (weights.empty() ? H1 : weights.back().size(0)) == 1,
               "attention_scores: the last Linear has one output");
   at::Tensor scores = at::empty({N, T}, query.options());

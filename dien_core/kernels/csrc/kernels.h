@@ -109,6 +109,14 @@ std::vector<acc_t> padded_transpose(const at::Tensor& w_any, int64_t& Jp) {
   return wt;
 }
 
+// Whether each value of idx (contiguous int64) lies in [0, bound): one pass, no reduction or .item().
+inline bool indices_within(const at::Tensor& idx, int64_t bound) {
+  const int64_t* p = idx.data_ptr<int64_t>();
+  for (int64_t i = 0, n = idx.numel(); i < n; ++i)
+    if (p[i] < 0 || p[i] >= bound) return false;
+  return true;
+}
+
 // While alive, products called from this thread run on it alone: inside a parallel region over
 // tiles a nested team only adds waits. Restores the setting (the region may run inline).
 struct SingleThreadedProducts {

@@ -119,12 +119,13 @@ std::vector<at::Tensor> forward_loop(const at::Tensor& gi_any, const at::Tensor&
   const int64_t T = gi.size(0), B = has_rows ? rows.numel() : gi.size(1), GH = gi.size(2), H = w_hh.size(1), split = GH - H;
   if (has_rows) {
     TORCH_CHECK(rows.scalar_type() == at::kLong && rows.dim() == 1 && rows.is_cpu(), "forward_loop: rows (B,) int64 on the CPU");
-    TORCH_CHECK(B == 0 || (rows.min().item<int64_t>() >= 0 && rows.max().item<int64_t>() < gi.size(1)),
-                "forward_loop: rows out of 0..R-1 (gi's second dimension)");
+    TORCH_CHECK(indices_within(rows, gi.size(1)), "forward_loop: rows out of 0..R-1 (gi's second dimension)");
   }
-  TORCH_CHECK(c0.size(0) == T && c0.size(1) == B, "forward_loop: c0 (T, B, 1) for B rows");
   const bool has_z = c1_opt.has_value() && c1_opt->defined();
   const at::Tensor c1 = has_z ? c1_opt->contiguous() : at::Tensor();
+  TORCH_CHECK(c0.dim() == 3 && c0.size(0) == T && c0.size(1) == B && c0.size(2) == 1, "forward_loop: c0 (T, B, 1) for B rows");
+  TORCH_CHECK(!has_z || (c1.dim() == 3 && c1.size(0) == T && c1.size(1) == B && c1.size(2) == 1),
+              "forward_loop: c1 (T, B, 1) for B rows");
   TORCH_CHECK(split == (has_z ? 2 * H : H), "gate blocks do not match c1");
   auto hs = at::empty({T, B, H}, gi.options());
   auto gates = save ? at::empty({T, B, split}, gi.options()) : at::empty({0}, gi.options());
