@@ -228,9 +228,9 @@ def coefficients(kind: str, convention: str, att: torch.Tensor | None, mask: tor
 def input_projection(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``W_ih x_t`` for every step, without the bias: ``x (R, T, I)`` -> ``(T, R, G*H)``."""
     R, T, I = x.shape
-    # the product on the batch-major rows, then a time-major view: a product on x.transpose(0, 1)
-    # (odd strides even where R = 1) took 2-3x longer
-    return F.linear(x, layer.weight_ih).transpose(0, 1)
+    if R == 1:  # (T, 1, I) as a view of batch-major rows has an odd stride that sends the product
+        return F.linear(x, layer.weight_ih).transpose(0, 1)  # down a path 2-3x slower: multiply the rows as they lie
+    return F.linear(x.transpose(0, 1), layer.weight_ih)  # time-major and contiguous, as the loops read best
 
 
 def history_recurrence(layer: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor, mask: torch.Tensor,
