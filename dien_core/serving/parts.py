@@ -260,13 +260,11 @@ def candidate_recurrence(layer: torch.nn.Module, gi: torch.Tensor, att: torch.Te
     if T == 0:
         return att.new_zeros(N, layer.hidden_size)
     rows = None
-    if gi.shape[1] == 1:
-        gi = gi.expand(T, N, gi.shape[2])  # one request: a broadcast view, (T, N, G*H)
-    elif layer.kind == "AIGRU":
-        gi = gi.index_select(1, owner)  # scaled per candidate below, so gathered
-    else:
+    if gi.shape[1] > 1 and layer.kind != "AIGRU":
         rows = owner  # stacked requests: the loop reads each candidate's request's row in place
-    if layer.kind == "AIGRU":  # W (a x) = a (W x)
-        gi = gi * att.t().unsqueeze(-1)
+    else:  # (T, N, G*H): a broadcast view for one request, else gathered (AIGRU scales it per candidate)
+        gi = per_candidate(gi.transpose(0, 1), owner).transpose(0, 1)
+        if layer.kind == "AIGRU":  # W (a x) = a (W x)
+            gi = gi * att.t().unsqueeze(-1)
     c0, c1 = coefficients(layer.kind, layer.convention, att, per_candidate(mask, owner))
     return run_loop(layer, gi, c0, c1, loops, rows)[-1]
